@@ -1,0 +1,1 @@
+"""Real-time collaborative code editing server: Yjs rooms over WebSocket, durably stored."""

@@ -1,0 +1,41 @@
+"""The ASGI application: routes, and the one lifespan that owns store -> registry."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+
+from collab_server.rooms.registry import RoomRegistry
+from collab_server.settings import Settings
+from collab_server.transport import rest
+from collab_server.transport.errors import exception_handlers
+from collab_server.transport.websocket import serve_websocket
+from persistence import open_store
+
+
+def create_app(settings: Settings) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        store = open_store(settings.store_url)
+        await store.open()
+        try:
+            async with RoomRegistry(store, settings) as registry:
+                app.state.registry = registry
+                yield
+        finally:
+            await store.close()
+
+    app = Starlette(
+        routes=[
+            *rest.routes,
+            # {room:path} so that names with a slash reach us and get a close code, not a 403.
+            WebSocketRoute("/ws/{room:path}", serve_websocket),
+        ],
+        exception_handlers=exception_handlers,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    return app

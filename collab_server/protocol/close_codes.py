@@ -1,0 +1,22 @@
+"""WebSocket close codes the server sends.
+
+The stock y-websocket client (3.x) never reconnects after a code in 4400-4499 (the client must
+not retry the same thing) and reconnects after any other code.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class CloseCode(IntEnum):
+    GOING_AWAY = 1001  # the server is shutting down; reconnect
+    INTERNAL_ERROR = 1011  # a bug of ours; reconnect
+    BAD_MESSAGE = 4400  # malformed frame, unknown message type, invalid room name
+    UNAUTHORIZED = 4401
+    ROOM_DELETED = 4404
+    MESSAGE_TOO_BIG = 4413
+    TEXT_FRAME = 4415  # the protocol is binary
+    UPDATE_REJECTED = 4422  # the CRDT core could not decode the update
+    STORE_UNAVAILABLE = 4503  # transient: reconnect and resync later
+    PEER_TOO_SLOW = 4504  # transient: the client fell too far behind; reconnect and resync

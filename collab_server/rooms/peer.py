@@ -1,0 +1,155 @@
+"""One connected client's outbound side: a bounded queue drained by one sender task.
+
+The sender sends whatever has queued up since its last write; runs of document updates are merged
+into one message first, so a client that lags a little gets fewer, larger frames instead of
+falling further behind. A client that lags too far is closed (it reconnects and resyncs from its
+state vector); nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from pycrdt import merge_updates
+
+from collab_server.protocol import CloseCode, encode_update
+
+logger = logging.getLogger(__name__)
+
+SendBytes = Callable[[bytes], Awaitable[None]]
+CloseSocket = Callable[[int, str], Awaitable[None]]
+
+_peer_numbers = itertools.count(1)
+
+# merge_updates grows faster than linearly with the number of updates (measured: 3 us per update
+# at 100, 38 us at 5,000), so long runs are sent as several merged messages.
+MERGE_LIMIT = 100
+
+
+class PeerDisconnected(Exception):
+    """The transport could not send because the connection is gone."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Update:
+    update: bytes
+    frame: bytes  # the same update, framed once for every peer
+
+
+class Peer:
+    def __init__(
+        self, room_id: str, send: SendBytes, close: CloseSocket, *, queue_limit: int
+    ) -> None:
+        self.id = f"p{next(_peer_numbers)}"
+        self.room_id = room_id
+        self._send = send
+        self._close_socket = close
+        self._queue: deque[bytes | _Update] = deque()
+        self._queue_limit = queue_limit
+        self._wakeup = asyncio.Event()
+        self._close_request: tuple[int, str] | None = None
+        self._stopped = False
+
+    def __repr__(self) -> str:
+        return f"<Peer {self.id} in {self.room_id}>"
+
+    @property
+    def closing(self) -> bool:
+        return self._close_request is not None or self._stopped
+
+    def send(self, frame: bytes) -> None:
+        """Queue one message."""
+        self._push(frame)
+
+    def send_update(self, update: bytes, frame: bytes) -> None:
+        """Queue a document update; `frame` is `update` already encoded as a message."""
+        self._push(_Update(update, frame))
+
+    def _push(self, item: bytes | _Update) -> None:
+        if self.closing:
+            return
+        if len(self._queue) >= self._queue_limit:
+            logger.warning(
+                "room %s peer %s: %d messages queued, closing it so it resyncs",
+                self.room_id,
+                self.id,
+                len(self._queue),
+            )
+            self.close(CloseCode.PEER_TOO_SLOW, "too far behind; reconnect to resync")
+            return
+        self._queue.append(item)
+        self._wakeup.set()
+
+    def close(self, code: int, reason: str) -> None:
+        """Ask the sender to close the connection with `code`; what is still queued is dropped."""
+        if self.closing:
+            return
+        self._close_request = (code, reason)
+        self._queue.clear()
+        self._wakeup.set()
+
+    def stop(self) -> None:
+        """The client left: let the sender finish (after a close already asked for, if any)."""
+        if self._close_request is None:
+            self._stopped = True
+        self._queue.clear()
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Send queued messages until the peer is stopped or closed."""
+        try:
+            while not self._stopped:
+                if self._close_request is not None:
+                    code, reason = self._close_request
+                    await self._close_socket(code, reason)
+                    return
+                if not self._queue:
+                    await self._wakeup.wait()
+                    self._wakeup.clear()
+                    continue
+                batch = list(self._queue)
+                self._queue.clear()
+                for frame in _coalesce(batch):
+                    await self._send(frame)
+                    if self.closing:
+                        break
+        except PeerDisconnected:
+            self._stopped = True
+        except Exception:
+            # A bug of ours must not take the room down: this one client reconnects and resyncs.
+            logger.exception("room %s peer %s: sending failed", self.room_id, self.id)
+            self._stopped = True
+            with contextlib.suppress(PeerDisconnected):
+                await self._close_socket(CloseCode.INTERNAL_ERROR, "internal error")
+
+
+def _coalesce(batch: list[bytes | _Update]) -> list[bytes]:
+    """Frames for a batch, in order, with each run of updates merged into one message."""
+    frames: list[bytes] = []
+    run: list[_Update] = []
+    for item in batch:
+        if isinstance(item, _Update):
+            run.append(item)
+            if len(run) == MERGE_LIMIT:
+                frames.append(_merge(run))
+                run = []
+            continue
+        if run:
+            frames.append(_merge(run))
+            run = []
+        frames.append(item)
+    if run:
+        frames.append(_merge(run))
+    return frames
+
+
+def _merge(run: list[_Update]) -> bytes:
+    if len(run) == 1:
+        return run[0].frame
+    return encode_update(merge_updates(*(item.update for item in run)))

@@ -1,0 +1,220 @@
+"""The rooms of this process: single-flight loading, leases, idle unload, compaction.
+
+Whoever uses a room holds a lease on it (`async with registry.lease(room_id) as room`). Any number
+of concurrent first joins share one load. A room whose last lease is released stays in memory for
+`room_idle_seconds`, then is compacted and unloaded. Background work runs in the registry's task
+group and is awaited when the registry closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any
+
+from collab_server.protocol import CloseCode
+from collab_server.rooms import snapshot
+from collab_server.rooms.room import Room
+from collab_server.settings import Settings
+from persistence import Store, StoreError
+
+logger = logging.getLogger(__name__)
+
+ROOM_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
+SHUTDOWN_FLUSH_SECONDS = 10.0
+
+
+def is_valid_room_id(room_id: str) -> bool:
+    return ROOM_ID_PATTERN.fullmatch(room_id) is not None
+
+
+class RoomRegistry:
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self._settings = settings
+        self._rooms: dict[str, Room] = {}
+        self._loading: dict[str, asyncio.Task[Room]] = {}
+        self._idle_timers: dict[str, asyncio.TimerHandle] = {}
+        self._compacting: set[str] = set()
+        self._language: dict[str, str | None] = {}  # as last written to the store
+        self._tasks: asyncio.TaskGroup | None = None
+
+    async def __aenter__(self) -> RoomRegistry:
+        self._tasks = asyncio.TaskGroup()
+        await self._tasks.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        for timer in self._idle_timers.values():
+            timer.cancel()
+        self._idle_timers.clear()
+        for room in list(self._rooms.values()):
+            room.close_peers(CloseCode.GOING_AWAY, "server shutting down")
+        tasks, self._tasks = self._tasks, None
+        if tasks is None:
+            return
+        # Compact what is loaded and let running work finish, within a bound.
+        for room_id in list(self._rooms):
+            tasks.create_task(self._unload(room_id))
+        try:
+            async with asyncio.timeout(SHUTDOWN_FLUSH_SECONDS):
+                await tasks.__aexit__(None, None, None)
+        except TimeoutError:
+            logger.warning(
+                "background work still running after %.0f s; cancelled", SHUTDOWN_FLUSH_SECONDS
+            )
+
+    # -- leases -------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def lease(self, room_id: str) -> AsyncIterator[Room]:
+        """Hold a room in memory, loading (and creating) it first if needed."""
+        room = await self._get(room_id)
+        room.leases += 1
+        timer = self._idle_timers.pop(room_id, None)
+        if timer is not None:
+            timer.cancel()
+        try:
+            yield room
+        finally:
+            room.leases -= 1
+            if room.leases == 0 and self._rooms.get(room_id) is room:
+                self._schedule_unload(room_id)
+
+    def loaded(self, room_id: str) -> Room | None:
+        return self._rooms.get(room_id)
+
+    def peer_count(self, room_id: str) -> int:
+        room = self._rooms.get(room_id)
+        return len(room.peers) if room else 0
+
+    async def _get(self, room_id: str) -> Room:
+        room = self._rooms.get(room_id)
+        if room is not None:
+            return room
+        loading = self._loading.get(room_id)
+        if loading is None:
+            loading = asyncio.create_task(self._load(room_id), name=f"load {room_id}")
+            self._loading[room_id] = loading
+            loading.add_done_callback(lambda _: self._loading.pop(room_id, None))
+        # Shielded: one caller giving up must not cancel the load the others wait for.
+        return await asyncio.shield(loading)
+
+    async def _load(self, room_id: str) -> Room:
+        record = await self.store.ensure_room(room_id)
+        if record.log_rows > self._settings.compact_after_updates:
+            await snapshot.compact(self.store, room_id)
+        log = await self.store.load(room_id)
+        room = Room(
+            room_id,
+            snapshot.doc_from_log(log),
+            self.store,
+            log_rows=len(log.updates),
+            log_bytes=log.log_bytes,
+            on_appended=self._after_append,
+        )
+        self._rooms[room_id] = room
+        self._language[room_id] = record.language
+        self._sync_language(room)
+        logger.info(
+            "room %s loaded (%d log updates, %d bytes)", room_id, len(log.updates), log.log_bytes
+        )
+        return room
+
+    # -- background work ----------------------------------------------------------------------
+
+    def _start(self, work: Coroutine[Any, Any, None]) -> None:
+        if self._tasks is None:
+            work.close()
+            raise RuntimeError("the room registry is not running")
+        self._tasks.create_task(work)
+
+    def _after_append(self, room: Room) -> None:
+        self._sync_language(room)
+        settings = self._settings
+        if room.id in self._compacting:
+            return
+        if (
+            room.log_rows >= settings.compact_after_updates
+            or room.log_bytes >= settings.compact_after_bytes
+        ):
+            self._compacting.add(room.id)
+            self._start(self._compact(room))
+
+    def _sync_language(self, room: Room) -> None:
+        """Keep the store's copy of the language equal to the document's."""
+        language = room.language
+        if self._language.get(room.id) != language:
+            self._language[room.id] = language
+            self._start(self._write_language(room.id, language))
+
+    async def _write_language(self, room_id: str, language: str | None) -> None:
+        try:
+            await self.store.set_language(room_id, language)
+        except StoreError as error:
+            logger.warning("room %s: saving language %r failed: %s", room_id, language, error)
+            self._language.pop(room_id, None)  # try again after the next update
+
+    async def _compact(self, room: Room) -> None:
+        rows, size = room.log_rows, room.log_bytes
+        try:
+            if await snapshot.compact(self.store, room.id):
+                # Updates appended while compacting are still in the log.
+                room.log_rows = max(0, room.log_rows - rows)
+                room.log_bytes = max(0, room.log_bytes - size)
+        except StoreError as error:
+            logger.warning("room %s: compaction failed: %s", room.id, error)
+        finally:
+            self._compacting.discard(room.id)
+
+    def _schedule_unload(self, room_id: str) -> None:
+        loop = asyncio.get_running_loop()
+        self._idle_timers[room_id] = loop.call_later(
+            self._settings.room_idle_seconds, self._unload_if_idle, room_id
+        )
+
+    def _unload_if_idle(self, room_id: str) -> None:
+        self._idle_timers.pop(room_id, None)
+        if self._tasks is not None:
+            self._start(self._unload(room_id))
+
+    async def _unload(self, room_id: str) -> None:
+        """Drop an idle room from memory and compact its log.
+
+        Nothing is pending: every append was awaited by the lease holder that made it.
+        """
+        room = self._rooms.get(room_id)
+        if room is None or room.leases > 0:
+            return
+        del self._rooms[room_id]
+        self._language.pop(room_id, None)
+        if room.log_rows == 0:
+            return
+        try:
+            await snapshot.compact(self.store, room_id)
+        except StoreError as error:
+            logger.warning("room %s: compaction on unload failed: %s", room_id, error)
+        logger.info("room %s unloaded", room_id)
+
+    # -- deletion -----------------------------------------------------------------------------
+
+    async def delete(self, room_id: str) -> bool:
+        """Delete a room and its history, closing its peers; False if it did not exist."""
+        room = self._rooms.pop(room_id, None)
+        if room is not None:
+            room.deleted = True
+            room.close_peers(CloseCode.ROOM_DELETED, "room deleted")
+        timer = self._idle_timers.pop(room_id, None)
+        if timer is not None:
+            timer.cancel()
+        self._language.pop(room_id, None)
+        return await self.store.delete_room(room_id)

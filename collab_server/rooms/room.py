@@ -1,0 +1,180 @@
+"""A room: one CRDT document, the peers editing it, their presence, and the fan-out between them.
+
+Invariant: the in-memory document only ever holds updates that are already in the store. An
+update is checked, appended durably, and only then applied and relayed, so whatever any client
+(or a REST reader) has seen survives a crash of this process.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from pycrdt import Text, get_state
+
+from collab_server.protocol import (
+    AuthMessage,
+    AwarenessEntry,
+    AwarenessMessage,
+    CloseCode,
+    Message,
+    ProtocolError,
+    QueryAwareness,
+    SyncStep1,
+    SyncStep2,
+    SyncUpdate,
+    decode_awareness,
+    encode_awareness,
+    encode_awareness_message,
+    encode_sync_step1,
+    encode_sync_step2,
+    encode_update,
+)
+from collab_server.rooms.document import LANGUAGE_KEY, Document, meta_of, new_document, text_of
+from collab_server.rooms.peer import Peer
+from collab_server.rooms.presence import Presence
+from collab_server.rooms.text_edit import replacement_update
+from persistence import RoomMissing, Store
+
+logger = logging.getLogger(__name__)
+
+# An update that carries nothing: no structs, an empty delete set.
+EMPTY_UPDATE = b"\x00\x00"
+
+
+class RoomDeleted(Exception):
+    """The room was deleted while someone was still writing to it."""
+
+
+class Room:
+    def __init__(
+        self,
+        room_id: str,
+        doc: Document,
+        store: Store,
+        *,
+        log_rows: int = 0,
+        log_bytes: int = 0,
+        on_appended: Callable[[Room], None] = lambda room: None,
+    ) -> None:
+        self.id = room_id
+        self.doc = doc
+        self.peers: set[Peer] = set()
+        self.deleted = False
+        self.leases = 0  # holders that keep the room in memory (kept by the registry)
+        self.log_rows = log_rows  # updates in the store's log since the last snapshot
+        self.log_bytes = log_bytes
+        self._store = store
+        self._presence = Presence()
+        self._on_appended = on_appended
+
+    def __repr__(self) -> str:
+        return f"<Room {self.id} with {len(self.peers)} peers>"
+
+    # -- peers --------------------------------------------------------------------------------
+
+    def join(self, peer: Peer) -> None:
+        """Add a peer and greet it: our state vector, then every current awareness state."""
+        self.peers.add(peer)
+        peer.send(encode_sync_step1(self.doc.get_state()))
+        if len(self._presence):
+            peer.send(self._awareness_frame(self._presence.entries()))
+        logger.info("room %s peer %s joined (%d peers)", self.id, peer.id, len(self.peers))
+
+    def leave(self, peer: Peer) -> None:
+        """Remove a peer and tell the others that its cursors are gone."""
+        self.peers.discard(peer)
+        removals = self._presence.remove_peer(peer)
+        if removals:
+            self._broadcast(self._awareness_frame(removals))
+        logger.info("room %s peer %s left (%d peers)", self.id, peer.id, len(self.peers))
+
+    def close_peers(self, code: int, reason: str) -> None:
+        for peer in list(self.peers):
+            peer.close(code, reason)
+
+    # -- messages -----------------------------------------------------------------------------
+
+    async def receive(self, peer: Peer, message: Message) -> None:
+        """Handle one decoded message from `peer`; raise `ProtocolError` if it is unacceptable."""
+        if isinstance(message, SyncUpdate | SyncStep2):
+            await self.apply_update(message.update, origin=peer)
+        elif isinstance(message, AwarenessMessage):
+            self._apply_awareness(peer, decode_awareness(message.payload))
+        elif isinstance(message, SyncStep1):
+            peer.send(encode_sync_step2(self.update_since(message.state_vector)))
+        elif isinstance(message, QueryAwareness):
+            if len(self._presence):
+                peer.send(self._awareness_frame(self._presence.entries()))
+        elif isinstance(message, AuthMessage):
+            # Clients never send these to a server; the reference server ignores them too.
+            logger.debug("room %s peer %s sent an auth message; ignored", self.id, peer.id)
+
+    def update_since(self, state_vector: bytes) -> bytes:
+        """Everything the document holds that a client with `state_vector` lacks."""
+        try:
+            return self.doc.get_update(state_vector)
+        except ValueError as error:
+            raise ProtocolError(f"invalid state vector: {error}") from error
+
+    async def apply_update(self, update: bytes, origin: Peer | None) -> None:
+        """Store an update, then apply it and relay it to every peer but its origin."""
+        if update == EMPTY_UPDATE:
+            return
+        try:
+            get_state(update)  # decodes the whole update: yrs accepts exactly what decodes
+        except ValueError as error:
+            raise ProtocolError(f"update rejected: {error}", CloseCode.UPDATE_REJECTED) from error
+        if self.deleted:
+            raise RoomDeleted(self.id)
+        try:
+            await self._store.append(self.id, update)
+        except RoomMissing as error:
+            raise RoomDeleted(self.id) from error
+        self.doc.apply_update(update)
+        frame = encode_update(update)
+        for peer in self.peers:
+            if peer is not origin:
+                peer.send_update(update, frame)
+        self.log_rows += 1
+        self.log_bytes += len(update)
+        self._on_appended(self)
+
+    def _apply_awareness(self, peer: Peer, entries: list[AwarenessEntry]) -> None:
+        accepted = self._presence.apply(entries, peer)
+        if not accepted:
+            return
+        # Echo to the sender too: the stock client drops a socket that hears nothing for 30 s.
+        self._broadcast(self._awareness_frame(accepted))
+
+    def _broadcast(self, frame: bytes) -> None:
+        for peer in self.peers:
+            peer.send(frame)
+
+    @staticmethod
+    def _awareness_frame(entries: list[AwarenessEntry]) -> bytes:
+        return encode_awareness_message(encode_awareness(entries))
+
+    # -- content ------------------------------------------------------------------------------
+
+    def text(self, name: str) -> Text:
+        """The shared text `name` (y-codemirror.next uses "codemirror")."""
+        return text_of(self.doc, name)
+
+    @property
+    def language(self) -> str | None:
+        value = meta_of(self.doc).get(LANGUAGE_KEY)
+        return value if isinstance(value, str) else None
+
+    async def set_language(self, language: str) -> None:
+        """Set `meta.language` as an editor would, through the store-then-relay path."""
+        # On a copy of the whole document: a map key written without the current state would
+        # be concurrent with the existing value, and could lose to it.
+        scratch = new_document(self.doc.get_update())
+        before = scratch.get_state()
+        meta_of(scratch)[LANGUAGE_KEY] = language
+        await self.apply_update(scratch.get_update(before), origin=None)
+
+    async def replace_text(self, name: str, new: str) -> None:
+        """Make the text `name` equal `new` with minimal edits, relayed to every peer."""
+        await self.apply_update(replacement_update(self.doc.get_update(), name, new), origin=None)

@@ -1,0 +1,55 @@
+"""Every setting of the server, read from `COLLAB_*` environment variables (the only env reader)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class Settings(BaseSettings):
+    """Server configuration; build one in `__main__` or a test fixture and pass it in."""
+
+    model_config = SettingsConfigDict(env_prefix="COLLAB_", frozen=True, extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Interface to listen on.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on (0 picks one).")
+    store_url: str = Field(
+        "sqlite:///./data/collab.db",
+        description="Where rooms are stored: sqlite:///path, postgresql://..., or memory://.",
+    )
+    log_level: LogLevel = Field("info", description="Log level of the server's own loggers.")
+    max_message_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="Largest WebSocket message a client may send."
+    )
+    peer_queue_messages: int = Field(
+        4096,
+        ge=16,
+        description="Messages queued for one slow client before it is closed (it then resyncs).",
+    )
+    room_idle_seconds: float = Field(
+        30.0, ge=0, description="How long a room with no clients stays in memory."
+    )
+    compact_after_updates: int = Field(
+        2000, ge=1, description="Log rows after which a room's log is merged into a snapshot."
+    )
+    compact_after_bytes: int = Field(
+        4 * 1024 * 1024, ge=1, description="Log bytes after which a room's log is compacted."
+    )
+    ws_ping_interval: float = Field(
+        20.0, gt=0, description="Seconds between WebSocket pings that detect dead connections."
+    )
+    ws_ping_timeout: float = Field(
+        20.0, gt=0, description="Seconds without a pong after which a connection is dropped."
+    )
+    ws_deflate: bool = Field(
+        False, description="Offer permessage-deflate (costs CPU on keystroke-sized frames)."
+    )
+    public_url: str | None = Field(
+        None,
+        description="Base URL clients use to reach the server (e.g. https://collab.example.com); "
+        "by default taken from each request.",
+    )

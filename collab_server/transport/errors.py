@@ -1,0 +1,67 @@
+"""HTTP errors as JSON bodies: {"error": code, "detail": ...}, for every failure of the API."""
+
+from __future__ import annotations
+
+import logging
+
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from persistence import StoreError
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An HTTP error answer: status, a short machine-readable code, and a detail for humans."""
+
+    def __init__(self, status: int, code: str, detail: object) -> None:
+        super().__init__(f"{status} {code}: {detail}")
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+    @classmethod
+    def invalid_body(cls, error: ValidationError) -> ApiError:
+        details = [
+            {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
+            for item in error.errors(include_url=False, include_input=False)
+        ]
+        if any(item["type"] == "json_invalid" for item in details):
+            return cls(400, "invalid_json", details)
+        return cls(422, "invalid_body", details)
+
+
+def _error(status: int, code: str, detail: object) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status)
+
+
+async def api_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, ApiError)
+    return _error(error.status, error.code, error.detail)
+
+
+async def http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+    return _error(error.status_code, code, error.detail)
+
+
+async def store_error(request: Request, error: Exception) -> Response:
+    logger.warning("%s %s: store unavailable: %s", request.method, request.url.path, error)
+    return _error(503, "store_unavailable", "storage is unavailable, retry later")
+
+
+async def internal_error(request: Request, error: Exception) -> Response:
+    logger.exception("%s %s failed", request.method, request.url.path, exc_info=error)
+    return _error(500, "internal_error", "internal server error")
+
+
+exception_handlers = {
+    ApiError: api_error,
+    HTTPException: http_error,
+    StoreError: store_error,
+    Exception: internal_error,
+}

@@ -1,0 +1,197 @@
+"""The REST API under /api: rooms, their text, health. JSON in and out, validated by pydantic."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from collab_server.languages import Language
+from collab_server.positions import utf16_length
+from collab_server.protocol import CloseCode
+from collab_server.rooms.document import META_MAP
+from collab_server.rooms.registry import ROOM_ID_PATTERN, RoomRegistry, is_valid_room_id
+from collab_server.settings import Settings
+from collab_server.transport.errors import ApiError
+from persistence import RoomExists, RoomRecord
+
+logger = logging.getLogger(__name__)
+
+RoomId = Annotated[str, StringConstraints(pattern=f"^{ROOM_ID_PATTERN.pattern}$")]
+DEFAULT_TEXT = "codemirror"  # the Y.Text name y-codemirror.next uses
+
+
+class CreateRoom(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: RoomId | None = Field(None, description="Room id; generated when absent.")
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
+        None, description="Display name; the id when absent."
+    )
+    language: Language | None = None
+
+
+class RoomView(BaseModel):
+    id: str
+    name: str
+    language: str | None
+    peers: int
+    created_at: datetime
+    updated_at: datetime
+    size_bytes: int
+    ws_url: str  # the room's WebSocket
+    provider_url: str  # what `new WebsocketProvider(provider_url, id, doc)` takes
+    page_url: str
+
+
+class RoomList(BaseModel):
+    rooms: list[RoomView]
+
+
+class TextWritten(BaseModel):
+    room: str
+    name: str
+    length: int  # in UTF-16 code units, as editors count
+
+
+def _registry(request: Request) -> RoomRegistry:
+    registry: RoomRegistry = request.app.state.registry
+    return registry
+
+
+def _base_urls(request: Request) -> tuple[str, str]:
+    settings: Settings = request.app.state.settings
+    base = (settings.public_url or str(request.base_url)).rstrip("/")
+    ws_base = "ws" + base.removeprefix("http") if base.startswith("http") else base
+    return base, ws_base
+
+
+def _view(request: Request, record: RoomRecord) -> RoomView:
+    registry = _registry(request)
+    base, ws_base = _base_urls(request)
+    room = registry.loaded(record.id)
+    return RoomView(
+        id=record.id,
+        name=record.name,
+        language=room.language if room is not None else record.language,
+        peers=registry.peer_count(record.id),
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        size_bytes=record.size_bytes,
+        ws_url=f"{ws_base}/ws/{record.id}",
+        provider_url=f"{ws_base}/ws",
+        page_url=f"{base}/r/{record.id}",
+    )
+
+
+def _json(model: BaseModel, status_code: int = 200) -> JSONResponse:
+    return JSONResponse(model.model_dump(mode="json"), status_code=status_code)
+
+
+async def _record(request: Request) -> RoomRecord:
+    """The room the path names; 404 if it was never created nor joined, or was deleted."""
+    return await _record_of(request, request.path_params["room"])
+
+
+async def _record_of(request: Request, room_id: str) -> RoomRecord:
+    record = None
+    if is_valid_room_id(room_id):
+        record = await _registry(request).store.get_room(room_id)
+    if record is None:
+        raise ApiError(404, "room_not_found", f"no room {room_id!r}")
+    return record
+
+
+async def create_room(request: Request) -> Response:
+    try:
+        body = CreateRoom.model_validate_json(await request.body())
+    except ValidationError as error:
+        raise ApiError.invalid_body(error) from error
+    registry = _registry(request)
+    room_id = body.id or secrets.token_urlsafe(8)
+    try:
+        await registry.store.create_room(room_id, body.name or room_id, body.language)
+    except RoomExists as error:
+        raise ApiError(409, "room_exists", f"room {room_id!r} already exists") from error
+    if body.language is not None:
+        async with registry.lease(room_id) as room:
+            await room.set_language(body.language)
+    logger.info("room %s created over REST", room_id)
+    return _json(_view(request, await _record_of(request, room_id)), 201)
+
+
+async def list_rooms(request: Request) -> Response:
+    records = await _registry(request).store.list_rooms()
+    return _json(RoomList(rooms=[_view(request, record) for record in records]))
+
+
+async def get_room(request: Request) -> Response:
+    return _json(_view(request, await _record(request)))
+
+
+async def delete_room(request: Request) -> Response:
+    record = await _record(request)
+    if not await _registry(request).delete(record.id):
+        raise ApiError(404, "room_not_found", f"no room {record.id!r}")
+    logger.info(
+        "room %s deleted over REST (peers closed with %d)", record.id, CloseCode.ROOM_DELETED
+    )
+    return Response(status_code=204)
+
+
+def _text_name(request: Request) -> str:
+    name = request.query_params.get("name", DEFAULT_TEXT)
+    if not is_valid_room_id(name) or name == META_MAP:
+        raise ApiError(422, "invalid_text_name", f"{name!r} is not a text name")
+    return name
+
+
+async def get_text(request: Request) -> Response:
+    record = await _record(request)
+    name = _text_name(request)
+    async with _registry(request).lease(record.id) as room:
+        return PlainTextResponse(str(room.text(name)))
+
+
+async def put_text(request: Request) -> Response:
+    record = await _record(request)
+    name = _text_name(request)
+    settings: Settings = request.app.state.settings
+    raw = await request.body()
+    if len(raw) > settings.max_message_bytes:
+        raise ApiError(413, "too_large", f"text larger than {settings.max_message_bytes} bytes")
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError as error:
+        raise ApiError(400, "invalid_text", "the body must be UTF-8 text") from error
+    async with _registry(request).lease(record.id) as room:
+        await room.replace_text(name, text)
+    return _json(TextWritten(room=record.id, name=name, length=utf16_length(text)))
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    if _registry(request).store.is_ready():
+        return JSONResponse({"status": "ready"})
+    return JSONResponse({"status": "not ready", "reason": "store unavailable"}, status_code=503)
+
+
+routes = [
+    Route("/api/rooms", create_room, methods=["POST"]),
+    Route("/api/rooms", list_rooms, methods=["GET"]),
+    Route("/api/rooms/{room}", get_room, methods=["GET"]),
+    Route("/api/rooms/{room}", delete_room, methods=["DELETE"]),
+    Route("/api/rooms/{room}/text", get_text, methods=["GET"]),
+    Route("/api/rooms/{room}/text", put_text, methods=["PUT"]),
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+]

@@ -1,0 +1,114 @@
+"""The WebSocket endpoint `/ws/{room}`: y-protocols v1, as the stock y-websocket client speaks it.
+
+Everything a client can get wrong closes that one connection with a 4400-range code and a log
+line; the room, its document and the other peers carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from collab_server.protocol import CloseCode, ProtocolError, decode_message
+from collab_server.rooms.peer import Peer, PeerDisconnected
+from collab_server.rooms.registry import RoomRegistry, is_valid_room_id
+from collab_server.rooms.room import Room, RoomDeleted
+from collab_server.settings import Settings
+from persistence import StoreError
+
+logger = logging.getLogger(__name__)
+
+
+class _Socket:
+    """The two things a peer needs of a Starlette WebSocket, with its errors translated."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self._websocket = websocket
+
+    async def send(self, frame: bytes) -> None:
+        try:
+            await self._websocket.send_bytes(frame)
+        except (OSError, RuntimeError, WebSocketDisconnect) as error:
+            raise PeerDisconnected from error
+
+    async def close(self, code: int, reason: str) -> None:
+        if self._websocket.application_state == WebSocketState.CONNECTED:
+            try:
+                await self._websocket.close(code, reason)
+            except (OSError, RuntimeError) as error:
+                raise PeerDisconnected from error
+
+
+async def serve_websocket(websocket: WebSocket) -> None:
+    registry: RoomRegistry = websocket.app.state.registry
+    settings: Settings = websocket.app.state.settings
+    room_id = websocket.path_params["room"]
+    await websocket.accept()
+    if not is_valid_room_id(room_id):
+        logger.info("refused room name %r", room_id[:200])
+        await websocket.close(CloseCode.BAD_MESSAGE, "room names are 1-128 of [A-Za-z0-9._-]")
+        return
+    try:
+        async with registry.lease(room_id) as room:
+            await _serve_peer(websocket, room, settings)
+    except StoreError as error:
+        logger.warning("room %s: store unavailable, refusing a peer: %s", room_id, error)
+        await _close(websocket, CloseCode.STORE_UNAVAILABLE, "storage unavailable, retry later")
+
+
+async def _serve_peer(websocket: WebSocket, room: Room, settings: Settings) -> None:
+    socket = _Socket(websocket)
+    peer = Peer(room.id, socket.send, socket.close, queue_limit=settings.peer_queue_messages)
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(peer.run(), name=f"send {room.id}/{peer.id}")
+        room.join(peer)
+        try:
+            code, reason = await _receive(websocket, room, peer, settings.max_message_bytes)
+        except Exception:
+            logger.exception("room %s peer %s: internal error", room.id, peer.id)
+            code, reason = CloseCode.INTERNAL_ERROR, "internal error"
+        finally:
+            room.leave(peer)
+        if code:
+            peer.close(code, reason)
+        else:
+            peer.stop()
+
+
+async def _receive(websocket: WebSocket, room: Room, peer: Peer, max_bytes: int) -> tuple[int, str]:
+    """Handle the client's messages until it leaves (code 0) or must be closed (code, reason)."""
+    while True:
+        event = await websocket.receive()
+        if event["type"] == "websocket.disconnect":
+            return 0, ""
+        data = event.get("bytes")
+        if data is None:
+            logger.info("room %s peer %s sent a text frame", room.id, peer.id)
+            return CloseCode.TEXT_FRAME, "the protocol is binary"
+        if len(data) > max_bytes:
+            logger.info(
+                "room %s peer %s sent %d bytes (limit %d)", room.id, peer.id, len(data), max_bytes
+            )
+            return CloseCode.MESSAGE_TOO_BIG, f"message larger than {max_bytes} bytes"
+        try:
+            await room.receive(peer, decode_message(data))
+        except ProtocolError as error:
+            logger.info("room %s peer %s: %s", room.id, peer.id, error.reason)
+            return error.code, error.reason
+        except RoomDeleted:
+            return CloseCode.ROOM_DELETED, "room deleted"
+        except StoreError as error:
+            logger.warning("room %s peer %s: update not stored: %s", room.id, peer.id, error)
+            return CloseCode.STORE_UNAVAILABLE, "storage unavailable, retry later"
+        if peer.closing:
+            return 0, ""
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    if websocket.application_state == WebSocketState.CONNECTED:
+        try:
+            await websocket.close(code, reason)
+        except (OSError, RuntimeError):
+            logger.debug("close %d after the client left", code)

@@ -1,0 +1,92 @@
+"""The store interface: rooms and their update logs, as bytes. No CRDT knowledge here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+
+class StoreError(Exception):
+    """The store could not do what was asked; the message says what and for which room."""
+
+
+class StoreUnavailable(StoreError):
+    """The backing database is out of reach; the caller may try again later."""
+
+
+class RoomExists(StoreError):
+    """`create_room` was asked for an id that is taken."""
+
+
+class RoomMissing(StoreError):
+    """The room does not exist (never created, or deleted)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoomRecord:
+    id: str
+    name: str
+    language: str | None
+    created_at: datetime
+    updated_at: datetime
+    size_bytes: int  # snapshot plus log
+    log_rows: int  # updates not yet merged into the snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLog:
+    """A room's durable state: the latest snapshot and the updates appended after it."""
+
+    snapshot: bytes | None
+    updates: list[bytes]
+    last_seq: int  # the highest sequence number covered by the snapshot and the updates
+
+    @property
+    def log_bytes(self) -> int:
+        return sum(len(update) for update in self.updates)
+
+
+class Store(Protocol):
+    """Durable storage of rooms. Every method may raise `StoreError`.
+
+    Sequence numbers are per room, start at 1 and only grow; a compaction replaces the updates up
+    to some sequence number by one snapshot in a single transaction.
+    """
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None:
+        """Write everything still pending, then release the connections."""
+
+    def is_ready(self) -> bool:
+        """Whether the store currently accepts durable writes."""
+
+    async def create_room(self, room_id: str, name: str, language: str | None) -> RoomRecord:
+        """Create a room; raise `RoomExists` if the id is taken."""
+
+    async def ensure_room(self, room_id: str) -> RoomRecord:
+        """Return the room, creating it (named after its id) if it does not exist."""
+
+    async def get_room(self, room_id: str) -> RoomRecord | None: ...
+
+    async def list_rooms(self) -> list[RoomRecord]: ...
+
+    async def set_language(self, room_id: str, language: str | None) -> None:
+        """Keep the store's copy of the language (the document's `meta` map holds the truth)."""
+
+    async def delete_room(self, room_id: str) -> bool:
+        """Delete the room and its whole history; False if it did not exist."""
+
+    async def load(self, room_id: str) -> StoredLog:
+        """The room's snapshot and log tail; raise `RoomMissing` if there is no such room."""
+
+    async def append(self, room_id: str, update: bytes) -> int:
+        """Append one update and return its sequence number once it is durable."""
+
+    async def compact(self, room_id: str, snapshot: bytes, through_seq: int) -> bool:
+        """Replace the updates up to `through_seq` by `snapshot`, atomically.
+
+        `snapshot` must cover the stored snapshot and every update up to `through_seq`. Returns
+        False (and changes nothing) if the stored snapshot already covers `through_seq`.
+        """

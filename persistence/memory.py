@@ -1,0 +1,94 @@
+"""A store in process memory: for tests and throwaway servers (`memory://`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from persistence.base import RoomExists, RoomMissing, RoomRecord, StoredLog
+
+
+@dataclass
+class _Room:
+    name: str
+    language: str | None
+    created_at: datetime
+    updated_at: datetime
+    snapshot: bytes | None = None
+    snapshot_seq: int = 0
+    log: list[tuple[int, bytes]] = field(default_factory=list)
+    last_seq: int = 0
+
+    def record(self, room_id: str) -> RoomRecord:
+        size = len(self.snapshot or b"") + sum(len(data) for _, data in self.log)
+        return RoomRecord(
+            room_id, self.name, self.language, self.created_at, self.updated_at, size, len(self.log)
+        )
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._rooms: dict[str, _Room] = {}
+
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    def is_ready(self) -> bool:
+        return True
+
+    def _new_room(self, room_id: str, name: str, language: str | None) -> _Room:
+        now = datetime.now(UTC)
+        room = _Room(name, language, now, now)
+        self._rooms[room_id] = room
+        return room
+
+    def _room(self, room_id: str) -> _Room:
+        try:
+            return self._rooms[room_id]
+        except KeyError:
+            raise RoomMissing(f"room {room_id!r} does not exist") from None
+
+    async def create_room(self, room_id: str, name: str, language: str | None) -> RoomRecord:
+        if room_id in self._rooms:
+            raise RoomExists(f"room {room_id!r} already exists")
+        return self._new_room(room_id, name, language).record(room_id)
+
+    async def ensure_room(self, room_id: str) -> RoomRecord:
+        room = self._rooms.get(room_id) or self._new_room(room_id, room_id, None)
+        return room.record(room_id)
+
+    async def get_room(self, room_id: str) -> RoomRecord | None:
+        room = self._rooms.get(room_id)
+        return room.record(room_id) if room else None
+
+    async def list_rooms(self) -> list[RoomRecord]:
+        return [room.record(room_id) for room_id, room in sorted(self._rooms.items())]
+
+    async def set_language(self, room_id: str, language: str | None) -> None:
+        self._room(room_id).language = language
+
+    async def delete_room(self, room_id: str) -> bool:
+        return self._rooms.pop(room_id, None) is not None
+
+    async def load(self, room_id: str) -> StoredLog:
+        room = self._room(room_id)
+        return StoredLog(room.snapshot, [data for _, data in room.log], room.last_seq)
+
+    async def append(self, room_id: str, update: bytes) -> int:
+        room = self._room(room_id)
+        room.last_seq += 1
+        room.log.append((room.last_seq, update))
+        room.updated_at = datetime.now(UTC)
+        return room.last_seq
+
+    async def compact(self, room_id: str, snapshot: bytes, through_seq: int) -> bool:
+        room = self._room(room_id)
+        if room.snapshot_seq >= through_seq:
+            return False
+        room.snapshot = snapshot
+        room.snapshot_seq = through_seq
+        room.log = [(seq, data) for seq, data in room.log if seq > through_seq]
+        return True

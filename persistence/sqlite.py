@@ -1,0 +1,333 @@
+"""The embedded default store: one SQLite file in WAL mode, one thread, group commit.
+
+All SQL runs on one dedicated thread with one connection. Appends from every room are queued and
+written by a single writer task, one transaction per batch, so a burst of keystrokes pays for one
+commit rather than one per update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+from persistence.base import RoomExists, RoomMissing, RoomRecord, StoredLog, StoreError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS rooms (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    language TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS updates (
+    room TEXT NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (room, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS snapshots (
+    room TEXT PRIMARY KEY REFERENCES rooms (id) ON DELETE CASCADE,
+    data BLOB NOT NULL,
+    through_seq INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+"""
+
+ROOM_COLUMNS = """
+    r.id, r.name, r.language, r.created_at, r.updated_at,
+    coalesce((SELECT length(s.data) FROM snapshots s WHERE s.room = r.id), 0)
+        + coalesce((SELECT sum(length(u.data)) FROM updates u WHERE u.room = r.id), 0),
+    (SELECT count(*) FROM updates u WHERE u.room = r.id)
+"""
+
+
+@dataclass(slots=True)
+class _PendingAppend:
+    room_id: str
+    update: bytes
+    done: asyncio.Future[int]
+
+
+def _record(row: tuple[str, str, str | None, float, float, int, int]) -> RoomRecord:
+    room_id, name, language, created, updated, size, rows = row
+    return RoomRecord(
+        room_id,
+        name,
+        language,
+        datetime.fromtimestamp(created, UTC),
+        datetime.fromtimestamp(updated, UTC),
+        size,
+        rows,
+    )
+
+
+class SQLiteStore:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._pending: list[_PendingAppend] = []
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._writer: asyncio.Task[None] | None = None
+        self._next_seq: dict[str, int] = {}  # touched only on the store's thread
+
+    async def open(self) -> None:
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-store")
+        await self._run(self._connect)
+        self._writer = asyncio.create_task(self._write_loop(), name="sqlite-writer")
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._closing = True
+            self._wakeup.set()
+            await self._writer
+            self._writer = None
+        if self._executor is not None:
+            await self._run(self._disconnect)
+            self._executor.shutdown()
+            self._executor = None
+
+    def is_ready(self) -> bool:
+        return self._conn is not None and not self._closing
+
+    # -- the store's thread -------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: a commit survives power loss, not only a crash of this process.
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA busy_timeout = 5000")
+        conn.executescript(SCHEMA)
+        self._conn = conn
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError("the SQLite store is not open")
+        return self._conn
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._db
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    def _seq_after(self, conn: sqlite3.Connection, room_id: str) -> int:
+        cached = self._next_seq.get(room_id)
+        if cached is not None:
+            return cached
+        row = conn.execute(
+            "SELECT max(coalesce((SELECT max(seq) FROM updates WHERE room = ?), 0),"
+            " coalesce((SELECT through_seq FROM snapshots WHERE room = ?), 0))",
+            (room_id, room_id),
+        ).fetchone()
+        return int(row[0])
+
+    def _write_batch(self, batch: list[tuple[str, bytes]]) -> list[int | StoreError]:
+        """Write a batch of appends in one transaction; appends to missing rooms fail alone."""
+
+        def work(conn: sqlite3.Connection) -> tuple[list[int | StoreError], dict[str, int]]:
+            now = time.time()
+            last: dict[str, int] = {}
+            missing: set[str] = set()
+            for room_id in dict.fromkeys(room for room, _ in batch):
+                touched = conn.execute(
+                    "UPDATE rooms SET updated_at = ? WHERE id = ?", (now, room_id)
+                ).rowcount
+                if touched:
+                    last[room_id] = self._seq_after(conn, room_id)
+                else:
+                    missing.add(room_id)
+            results: list[int | StoreError] = []
+            rows = []
+            for room_id, update in batch:
+                if room_id in missing:
+                    results.append(RoomMissing(f"room {room_id!r} does not exist"))
+                    continue
+                last[room_id] += 1
+                rows.append((room_id, last[room_id], update, now))
+                results.append(last[room_id])
+            conn.executemany(
+                "INSERT INTO updates (room, seq, data, created_at) VALUES (?, ?, ?, ?)", rows
+            )
+            return results, last
+
+        results, last = self._transaction(work)
+        self._next_seq.update(last)  # only once the commit succeeded
+        return results
+
+    # -- the event loop -----------------------------------------------------------------------
+
+    async def _run(self, work: Callable[[], T]) -> T:
+        if self._executor is None:
+            raise StoreError("the SQLite store is not open")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+        except sqlite3.Error as error:
+            raise StoreError(f"SQLite error: {error}") from error
+
+    async def _write_loop(self) -> None:
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                continue
+            batch, self._pending = self._pending, []
+            await self._write_pending(batch)
+
+    async def _write_pending(self, batch: list[_PendingAppend]) -> None:
+        items = [(item.room_id, item.update) for item in batch]
+        try:
+            results = await self._run(lambda: self._write_batch(items))
+        except Exception as error:
+            # Whatever went wrong, the waiting writers hear of it; the loop lives on.
+            logger.exception("writing %d updates failed", len(batch))
+            failure = error if isinstance(error, StoreError) else StoreError(str(error))
+            for item in batch:
+                if not item.done.done():
+                    item.done.set_exception(failure)
+            return
+        for item, result in zip(batch, results, strict=True):
+            if item.done.done():
+                continue  # the caller gave up waiting; the update is stored all the same
+            if isinstance(result, StoreError):
+                item.done.set_exception(result)
+            else:
+                item.done.set_result(result)
+
+    async def append(self, room_id: str, update: bytes) -> int:
+        if self._writer is None or self._closing:
+            raise StoreError("the SQLite store is closed")
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending.append(_PendingAppend(room_id, update, done))
+        self._wakeup.set()
+        return await done
+
+    async def create_room(self, room_id: str, name: str, language: str | None) -> RoomRecord:
+        def work(conn: sqlite3.Connection) -> None:
+            now = time.time()
+            try:
+                conn.execute(
+                    "INSERT INTO rooms (id, name, language, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (room_id, name, language, now, now),
+                )
+            except sqlite3.IntegrityError:
+                raise RoomExists(f"room {room_id!r} already exists") from None
+
+        await self._run(lambda: self._transaction(work))
+        return await self._require(room_id)
+
+    async def ensure_room(self, room_id: str) -> RoomRecord:
+        def work() -> None:
+            now = time.time()
+            self._db.execute(
+                "INSERT OR IGNORE INTO rooms (id, name, language, created_at, updated_at)"
+                " VALUES (?, ?, NULL, ?, ?)",
+                (room_id, room_id, now, now),
+            )
+
+        await self._run(work)
+        return await self._require(room_id)
+
+    async def _require(self, room_id: str) -> RoomRecord:
+        record = await self.get_room(room_id)
+        if record is None:
+            raise RoomMissing(f"room {room_id!r} does not exist")
+        return record
+
+    async def get_room(self, room_id: str) -> RoomRecord | None:
+        def work() -> RoomRecord | None:
+            row = self._db.execute(
+                f"SELECT {ROOM_COLUMNS} FROM rooms r WHERE r.id = ?", (room_id,)
+            ).fetchone()
+            return _record(row) if row else None
+
+        return await self._run(work)
+
+    async def list_rooms(self) -> list[RoomRecord]:
+        def work() -> list[RoomRecord]:
+            rows = self._db.execute(f"SELECT {ROOM_COLUMNS} FROM rooms r ORDER BY r.id")
+            return [_record(row) for row in rows]
+
+        return await self._run(work)
+
+    async def set_language(self, room_id: str, language: str | None) -> None:
+        def work() -> None:
+            self._db.execute("UPDATE rooms SET language = ? WHERE id = ?", (language, room_id))
+
+        await self._run(work)
+
+    async def delete_room(self, room_id: str) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            deleted = conn.execute("DELETE FROM rooms WHERE id = ?", (room_id,)).rowcount > 0
+            self._next_seq.pop(room_id, None)
+            return deleted
+
+        return await self._run(lambda: self._transaction(work))
+
+    async def load(self, room_id: str) -> StoredLog:
+        def work(conn: sqlite3.Connection) -> StoredLog:
+            if conn.execute("SELECT 1 FROM rooms WHERE id = ?", (room_id,)).fetchone() is None:
+                raise RoomMissing(f"room {room_id!r} does not exist")
+            snapshot = conn.execute(
+                "SELECT data, through_seq FROM snapshots WHERE room = ?", (room_id,)
+            ).fetchone()
+            rows = conn.execute(
+                "SELECT seq, data FROM updates WHERE room = ? ORDER BY seq", (room_id,)
+            ).fetchall()
+            last_seq = max(snapshot[1] if snapshot else 0, rows[-1][0] if rows else 0)
+            return StoredLog(snapshot[0] if snapshot else None, [row[1] for row in rows], last_seq)
+
+        # A transaction gives the snapshot and the log rows from one consistent view.
+        return await self._run(lambda: self._transaction(work))
+
+    async def compact(self, room_id: str, snapshot: bytes, through_seq: int) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT through_seq FROM snapshots WHERE room = ?", (room_id,)
+            ).fetchone()
+            if row is not None and row[0] >= through_seq:
+                return False
+            if conn.execute("SELECT 1 FROM rooms WHERE id = ?", (room_id,)).fetchone() is None:
+                raise RoomMissing(f"room {room_id!r} does not exist")
+            conn.execute(
+                "INSERT OR REPLACE INTO snapshots (room, data, through_seq, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (room_id, snapshot, through_seq, time.time()),
+            )
+            conn.execute("DELETE FROM updates WHERE room = ? AND seq <= ?", (room_id, through_seq))
+            return True
+
+        return await self._run(lambda: self._transaction(work))

@@ -1,0 +1,60 @@
+"""Fixtures: a real uvicorn server on a free port, with a fresh store per test."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from collab_server.cli import build_server
+from collab_server.settings import Settings
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    settings: Settings
+    http_url: str  # http://127.0.0.1:port
+    ws_url: str  # ws://127.0.0.1:port/ws, what a WebsocketProvider takes
+
+    def http(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.http_url, timeout=10)
+
+
+@asynccontextmanager
+async def run_server(settings: Settings) -> AsyncIterator[RunningServer]:
+    """Serve the app in this event loop on a socket bound up front, so no wait for the port."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    port = listener.getsockname()[1]
+    server = build_server(settings.model_copy(update={"port": port}))
+    server.config.loop = "asyncio"
+    task = asyncio.create_task(server.serve(sockets=[listener]))
+    try:
+        yield RunningServer(settings, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws")
+    finally:
+        server.should_exit = True
+        await task
+        listener.close()
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(store_url="memory://", room_idle_seconds=0.2)
+
+
+@pytest.fixture
+async def server(settings: Settings) -> AsyncIterator[RunningServer]:
+    async with run_server(settings) as running:
+        yield running
