@@ -10,8 +10,10 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from collab_server.cli import build_server
+from collab_server.rooms.registry import RoomRegistry
 from collab_server.settings import Settings
 
 
@@ -23,11 +25,19 @@ def anyio_backend() -> str:
 @dataclass(frozen=True)
 class RunningServer:
     settings: Settings
+    app: Starlette
+    port: int
     http_url: str  # http://127.0.0.1:port
     ws_url: str  # ws://127.0.0.1:port/ws, what a WebsocketProvider takes
 
     def http(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.http_url, timeout=10)
+
+    @property
+    def registry(self) -> RoomRegistry:
+        """For the few tests that look inside (which rooms are loaded)."""
+        registry: RoomRegistry = self.app.state.registry
+        return registry
 
 
 @asynccontextmanager
@@ -42,7 +52,11 @@ async def run_server(settings: Settings) -> AsyncIterator[RunningServer]:
     server.config.loop = "asyncio"
     task = asyncio.create_task(server.serve(sockets=[listener]))
     try:
-        yield RunningServer(settings, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws")
+        app = server.config.app
+        assert isinstance(app, Starlette)
+        yield RunningServer(
+            settings, app, port, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws"
+        )
     finally:
         server.should_exit = True
         await task

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -27,6 +27,7 @@ from collab_server.protocol import (
     encode_sync_step2,
     encode_update,
 )
+
 
 class YClient:
     """One document synced with one room; local edits go out, remote ones come in."""
@@ -100,33 +101,35 @@ class YClient:
                 self.awareness[entry.client_id] = json.loads(entry.state)
         self._changed.set()
 
-    async def wait_until(self, condition: Callable[[], bool], timeout: float = 10) -> None:
+    async def wait_until(self, condition: Callable[[], bool], limit: float = 10) -> None:
         """Wait until `condition()` holds after some message arrived (or holds already)."""
-        with anyio.fail_after(timeout):
+        with anyio.fail_after(limit):
             while not condition():
                 self._changed.clear()
                 await self._changed.wait()
 
-    async def wait_closed(self, timeout: float = 10) -> int | None:
-        await self.wait_until(lambda: self.close_code is not None, timeout)
+    async def wait_closed(self, limit: float = 10) -> int | None:
+        await self.wait_until(lambda: self.close_code is not None, limit)
         return self.close_code
 
 
 @asynccontextmanager
 async def yclient(ws_url: str, room: str, *, sync: bool = True) -> AsyncIterator[YClient]:
-    """Connect to `ws_url/room`, send sync step 1, and (by default) wait until synced."""
+    """Connect to `ws_url/room`, send sync step 1, and (by default) wait until synced.
+
+    A failure in the body propagates unchanged: nothing awaited on the way out may turn it into
+    a cancellation that the task group would swallow.
+    """
     async with connect(f"{ws_url}/{room}", max_size=None) as websocket:
         client = YClient(websocket)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(client._pump_in)
             tasks.start_soon(client._pump_out)
-            await websocket.send(encode_sync_step1(client.doc.get_state()))
-            if sync:
-                with anyio.fail_after(10):
-                    await client.synced.wait()
             try:
+                await websocket.send(encode_sync_step1(client.doc.get_state()))
+                if sync:
+                    with anyio.fail_after(10):
+                        await client.synced.wait()
                 yield client
             finally:
                 tasks.cancel_scope.cancel()
-                with suppress(ConnectionClosed):
-                    await websocket.close()

@@ -1,0 +1,238 @@
+"""The WebSocket endpoint with real clients: sync, presence, bad input that hurts no one else."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import socket
+import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from collab_server.protocol import (
+    AwarenessEntry,
+    encode_awareness,
+    encode_awareness_message,
+    encode_sync_step1,
+    encode_update,
+)
+from collab_server.settings import Settings
+from tests.conftest import RunningServer, run_server
+from tests.yclient import YClient, yclient
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_pycrdt_clients_sync_both_ways_and_late_joiner_gets_state(
+    server: RunningServer,
+) -> None:
+    async with yclient(server.ws_url, "sync") as alice, yclient(server.ws_url, "sync") as bob:
+        alice.text.insert(0, "hello")
+        await bob.wait_until(lambda: str(bob.text) == "hello")
+        bob.text.insert(5, " world")
+        await alice.wait_until(lambda: str(alice.text) == "hello world")
+    async with yclient(server.ws_url, "sync") as late:
+        assert str(late.text) == "hello world"  # synced on arrival, nobody else online
+
+
+async def test_simultaneous_first_joins_share_one_load(
+    server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="collab_server.rooms.registry")
+    async with asyncio.TaskGroup() as tasks:
+        for number in range(20):
+            tasks.create_task(_join_and_type(server, "crowd", f"{number};"))
+    loads = [r for r in caplog.records if r.getMessage().startswith("room crowd loaded")]
+    assert len(loads) == 1
+    async with yclient(server.ws_url, "crowd") as check:
+        assert sorted(str(check.text).split(";")[:-1]) == sorted(str(n) for n in range(20))
+
+
+async def _join_and_type(server: RunningServer, room: str, text: str) -> None:
+    async with yclient(server.ws_url, room) as client:
+        client.text.insert(0, text)
+        async with yclient(server.ws_url, room) as witness:
+            await witness.wait_until(lambda: text in str(witness.text))
+
+
+async def test_newcomer_sees_cursors_at_once_and_leaver_is_removed(server: RunningServer) -> None:
+    async with yclient(server.ws_url, "presence") as alice:
+        alice.set_awareness(1, {"user": {"name": "alice"}})
+        # The sender hears its own state back: the stock client needs traffic every 30 s.
+        await alice.wait_until(lambda: alice.doc.client_id in alice.awareness)
+        async with yclient(server.ws_url, "presence") as bob:
+            assert bob.awareness.get(alice.doc.client_id) == {"user": {"name": "alice"}}
+            bob.set_awareness(1, {"user": {"name": "bob"}})
+            await alice.wait_until(lambda: alice.awareness.get(bob.doc.client_id) is not None)
+        # Bob left without announcing it: the server removes his state for him.
+        await alice.wait_until(lambda: alice.awareness.get(bob.doc.client_id, 0) is None)
+
+
+async def test_dead_tcp_connection_is_dropped_and_its_cursor_removed() -> None:
+    """A client whose network vanished answers no ping; the server drops it and tells the room."""
+    settings = Settings(store_url="memory://", ws_ping_interval=0.2, ws_ping_timeout=0.3)
+    async with run_server(settings) as server, yclient(server.ws_url, "dead") as alice:
+        async with _silent_client(server.port, "/ws/dead") as (_, writer):
+            ghost = AwarenessEntry(424242, 1, '{"user":{"name":"ghost"}}')
+            writer.write(_client_frame(encode_awareness_message(encode_awareness([ghost]))))
+            await alice.wait_until(lambda: alice.awareness.get(424242) is not None)
+            # The ghost now says nothing, not even pongs.
+            await alice.wait_until(lambda: alice.awareness.get(424242, 0) is None)
+
+
+@asynccontextmanager
+async def _silent_client(
+    port: int, path: str
+) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """A raw WebSocket handshake, after which the client never reads or answers again."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    response = await reader.readuntil(b"\r\n\r\n")
+    assert response.startswith(b"HTTP/1.1 101")
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
+
+
+def _client_frame(payload: bytes) -> bytes:
+    """One masked binary frame, as a client must send it."""
+    mask = os.urandom(4)
+    header = bytes([0x82])
+    if len(payload) < 126:
+        header += bytes([0x80 | len(payload)])
+    else:
+        header += bytes([0x80 | 126]) + struct.pack("!H", len(payload))
+    masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+    return header + mask + masked
+
+
+# -- bad input: one client closed with a clear code, everyone else carries on ---------------
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (b"\x00\x02\x05ab", 4400),  # payload shorter than its length
+        (b"\x80", 4400),  # truncated varint
+        (b"\x09\x00", 4400),  # unknown message type
+        (b"\x00\x05\x00", 4400),  # unknown sync message type
+        ("hello", 4415),  # text frame
+        (encode_update(b"\x01\x02garbage"), 4422),  # update yrs rejects
+        (encode_sync_step1(b"\xff\xff\xff"), 4400),  # state vector that does not decode
+        (encode_awareness_message(b"\x01\x07\x01\x04{no}"), 4400),  # awareness state not JSON
+        (b"\x00\x02" + b"\xff" * 30, 4400),  # absurd varint
+    ],
+)
+async def test_bad_frame_closes_only_its_sender(
+    server: RunningServer, frame: bytes | str, code: int
+) -> None:
+    async with yclient(server.ws_url, "bad") as bystander:
+        bystander.text.insert(0, "kept")
+        async with yclient(server.ws_url, "bad") as offender:
+            await offender.wait_until(lambda: str(offender.text) == "kept")
+            await offender.send_raw(frame)
+            assert await offender.wait_closed() == code
+        await _room_still_works(server, "bad", bystander, "kept")
+
+
+async def test_oversized_frame_closes_with_4413() -> None:
+    settings = Settings(store_url="memory://", max_message_bytes=64 * 1024)
+    async with run_server(settings) as server, yclient(server.ws_url, "big") as bystander:
+        async with yclient(server.ws_url, "big") as offender:
+            await offender.send_raw(encode_update(b"\x00" * (64 * 1024 + 1)))
+            assert await offender.wait_closed() == 4413
+        await _room_still_works(server, "big", bystander, "")
+
+
+async def _room_still_works(
+    server: RunningServer, room: str, bystander: YClient, before: str
+) -> None:
+    """The room's content is intact, and a newcomer and the bystander still sync both ways."""
+    assert str(bystander.text) == before
+    async with yclient(server.ws_url, room) as newcomer:
+        assert str(newcomer.text) == before
+        newcomer.text.insert(len(before), "+new")
+        await bystander.wait_until(lambda: str(bystander.text) == before + "+new")
+        bystander.text.insert(0, "old+")
+        await newcomer.wait_until(lambda: str(newcomer.text) == "old+" + before + "+new")
+
+
+@pytest.mark.parametrize("room", ["", "a%2Fb", "a/b", "x" * 129, "bad%20name", "%C3%A9t%C3%A9"])
+async def test_invalid_room_names_are_refused_with_4400(server: RunningServer, room: str) -> None:
+    async with connect(f"{server.ws_url}/{room}") as websocket:
+        with pytest.raises(ConnectionClosed):
+            await websocket.recv()
+        assert websocket.close_code == 4400
+
+
+async def test_slow_reader_is_closed_with_4504_and_room_carries_on() -> None:
+    """A client that stops reading is closed once its queue is full; it resyncs on reconnect."""
+    settings = Settings(store_url="memory://", peer_queue_messages=16)
+    async with run_server(settings) as server, yclient(server.ws_url, "slow") as writer:
+        # A tiny receive buffer, and a client that never calls recv(): the server's sends stall.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+        async with connect(f"{server.ws_url}/slow", sock=sock, max_queue=1, max_size=None) as slow:
+            # One large update fills the socket; the small ones behind it pile up in the queue.
+            writer.text.insert(0, "x" * 2_000_000)
+            for number in range(100):
+                writer.text.insert(0, f"{number};")
+            with anyio.fail_after(30):
+                while True:
+                    try:
+                        await slow.recv()
+                    except ConnectionClosed:
+                        break
+            assert slow.close_code == 4504
+        async with yclient(server.ws_url, "slow") as newcomer:
+            await newcomer.wait_until(lambda: str(newcomer.text) == str(writer.text))
+
+
+async def test_deleting_a_room_closes_its_peers_with_4404(server: RunningServer) -> None:
+    async with yclient(server.ws_url, "doomed") as client:
+        client.text.insert(0, "bye")
+        async with server.http() as http:
+            assert (await http.get("/api/rooms/doomed/text")).text == "bye"
+            assert (await http.delete("/api/rooms/doomed")).status_code == 204
+            assert await client.wait_closed() == 4404
+            assert (await http.get("/api/rooms/doomed")).status_code == 404
+
+
+async def test_idle_room_unloads_and_keeps_its_content(server: RunningServer) -> None:
+    async with yclient(server.ws_url, "idle") as client:
+        client.text.insert(0, "persisted")
+        async with yclient(server.ws_url, "idle") as witness:
+            await witness.wait_until(lambda: str(witness.text) == "persisted")
+    # Polls real state (the idle delay is 0.2 s): the registry has no event for this.
+    with anyio.fail_after(10):
+        while server.registry.loaded("idle") is not None:  # noqa: ASYNC110
+            await anyio.sleep(0.05)
+    async with yclient(server.ws_url, "idle") as again:
+        assert str(again.text) == "persisted"
+
+
+async def test_awareness_from_another_client_id_is_relayed_to_everyone(
+    server: RunningServer,
+) -> None:
+    async with yclient(server.ws_url, "echo") as alice, yclient(server.ws_url, "echo") as bob:
+        state = {"cursor": {"anchor": 1}}
+        alice.set_awareness(5, state)
+        for client in (alice, bob):
+            await client.wait_until(lambda c=client: c.awareness.get(alice.doc.client_id) == state)  # type: ignore[misc]
+        assert json.dumps(bob.awareness[alice.doc.client_id]) == json.dumps(state)
