@@ -1,0 +1,150 @@
+"""The REST API: rooms, their text, health; every error a JSON body with a 4xx status."""
+
+from __future__ import annotations
+
+import anyio
+import httpx
+import pytest
+
+from collab_server.settings import Settings
+from tests.conftest import RunningServer, run_server
+from tests.yclient import yclient
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_create_room_with_language_reaches_the_document(server: RunningServer) -> None:
+    async with server.http() as http:
+        response = await http.post("/api/rooms", json={"name": "Pair session", "language": "python"})
+        assert response.status_code == 201
+        room = response.json()
+        assert room["name"] == "Pair session"
+        assert room["language"] == "python"
+        assert room["ws_url"] == f"{server.ws_url}/{room['id']}"
+        assert room["provider_url"] == server.ws_url
+        assert room["page_url"] == f"{server.http_url}/r/{room['id']}"
+        async with yclient(server.ws_url, room["id"]) as client:
+            assert client.meta.get("language") == "python"
+            # An editor switching the language is what the REST view then reports.
+            client.meta["language"] = "rust"
+            async with yclient(server.ws_url, room["id"]) as other:
+                await other.wait_until(lambda: other.meta.get("language") == "rust")
+            assert (await http.get(f"/api/rooms/{room['id']}")).json()["language"] == "rust"
+
+
+async def test_create_room_with_chosen_id_and_conflict(server: RunningServer) -> None:
+    async with server.http() as http:
+        created = await http.post("/api/rooms", json={"id": "team-42"})
+        assert created.status_code == 201
+        assert created.json()["id"] == created.json()["name"] == "team-42"
+        again = await http.post("/api/rooms", json={"id": "team-42"})
+        assert again.status_code == 409
+        assert again.json()["error"] == "room_exists"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        (b"{not json", 400, "invalid_json"),
+        (b'{"language": "cobol"}', 422, "invalid_body"),
+        (b'{"id": "no spaces"}', 422, "invalid_body"),
+        (b'{"id": ""}', 422, "invalid_body"),
+        (b'{"colour": "red"}', 422, "invalid_body"),
+        (b'["a list"]', 422, "invalid_body"),
+    ],
+)
+async def test_bad_create_bodies(
+    server: RunningServer, body: bytes, status: int, error: str
+) -> None:
+    async with server.http() as http:
+        response = await http.post("/api/rooms", content=body)
+        assert response.status_code == status
+        assert response.json()["error"] == error
+        assert (await http.get("/api/rooms")).json()["rooms"] == []
+
+
+async def test_list_shows_live_peer_counts(server: RunningServer) -> None:
+    async with server.http() as http:
+        await http.post("/api/rooms", json={"id": "quiet"})
+        async with yclient(server.ws_url, "busy"), yclient(server.ws_url, "busy"):
+            rooms = {room["id"]: room for room in (await http.get("/api/rooms")).json()["rooms"]}
+            assert rooms["busy"]["peers"] == 2  # joining over WebSocket creates the room
+            assert rooms["quiet"]["peers"] == 0
+
+
+async def test_unknown_rooms_and_routes_answer_404_json(server: RunningServer) -> None:
+    async with server.http() as http:
+        for path in ("/api/rooms/ghost", "/api/rooms/ghost/text", "/api/rooms/bad%20id"):
+            response = await http.get(path)
+            assert response.status_code == 404
+            assert response.json()["error"] == "room_not_found"
+        assert (await http.delete("/api/rooms/ghost")).status_code == 404
+        assert (await http.put("/api/rooms/ghost/text", content="x")).status_code == 404
+        missing = await http.get("/api/nothing-here")
+        assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
+        wrong = await http.patch("/api/rooms")
+        assert (wrong.status_code, wrong.json()["error"]) == (405, "method_not_allowed")
+
+
+async def test_put_text_is_relayed_and_minimal(server: RunningServer) -> None:
+    original = "".join(f"line {n}: é π 😀\n" for n in range(500))
+    async with server.http() as http, yclient(server.ws_url, "doc") as client:
+        client.text.insert(0, original)
+        await _wait_text(http, "doc", original)
+        size_before = (await http.get("/api/rooms/doc")).json()["size_bytes"]
+        changed = original.replace("line 250: é", "line 250: è")
+        response = await http.put("/api/rooms/doc/text", content=changed.encode())
+        assert response.status_code == 200
+        utf16_units = len(changed.encode("utf-16-le")) // 2  # each emoji counts twice
+        assert response.json() == {"room": "doc", "name": "codemirror", "length": utf16_units}
+        await client.wait_until(lambda: str(client.text) == changed)
+        assert (await http.get("/api/rooms/doc/text")).text == changed
+        # One character replaced: the stored update is tiny, not a rewrite of 9,000 characters.
+        growth = (await http.get("/api/rooms/doc")).json()["size_bytes"] - size_before
+        assert 0 < growth < 100
+
+
+async def _wait_text(http: httpx.AsyncClient, room: str, expected: str) -> None:
+    with anyio.fail_after(10):
+        while (await http.get(f"/api/rooms/{room}/text")).text != expected:  # noqa: ASYNC110
+            await anyio.sleep(0.02)
+
+
+async def test_text_under_another_name_and_bad_text_requests(server: RunningServer) -> None:
+    async with server.http() as http:
+        await http.post("/api/rooms", json={"id": "notes"})
+        put = await http.put("/api/rooms/notes/text?name=scratch", content="free text")
+        assert put.status_code == 200
+        assert (await http.get("/api/rooms/notes/text?name=scratch")).text == "free text"
+        assert (await http.get("/api/rooms/notes/text")).text == ""
+        bad_utf8 = await http.put("/api/rooms/notes/text", content=b"\xff\xfe")
+        assert (bad_utf8.status_code, bad_utf8.json()["error"]) == (400, "invalid_text")
+        for name in ("meta", "a b", ""):
+            response = await http.get("/api/rooms/notes/text", params={"name": name})
+            assert (response.status_code, response.json()["error"]) == (422, "invalid_text_name")
+
+
+async def test_text_larger_than_the_limit_is_refused() -> None:
+    settings = Settings(store_url="memory://", max_message_bytes=4096)
+    async with run_server(settings) as server, server.http() as http:
+        await http.post("/api/rooms", json={"id": "small"})
+        response = await http.put("/api/rooms/small/text", content=b"x" * 4097)
+        assert (response.status_code, response.json()["error"]) == (413, "too_large")
+        assert (await http.get("/api/rooms/small/text")).text == ""
+
+
+async def test_delete_room_removes_history(server: RunningServer) -> None:
+    async with server.http() as http:
+        await http.post("/api/rooms", json={"id": "gone"})
+        await http.put("/api/rooms/gone/text", content="secret")
+        assert (await http.delete("/api/rooms/gone")).status_code == 204
+        assert (await http.get("/api/rooms/gone")).status_code == 404
+        # Joining the id again starts an empty room: the history is gone, not hidden.
+        async with yclient(server.ws_url, "gone") as client:
+            assert str(client.text) == ""
+
+
+async def test_health_and_readiness(server: RunningServer) -> None:
+    async with server.http() as http:
+        assert (await http.get("/healthz")).json() == {"status": "ok"}
+        assert (await http.get("/readyz")).json() == {"status": "ready"}
