@@ -15,7 +15,9 @@ pytestmark = pytest.mark.anyio
 
 async def test_create_room_with_language_reaches_the_document(server: RunningServer) -> None:
     async with server.http() as http:
-        response = await http.post("/api/rooms", json={"name": "Pair session", "language": "python"})
+        response = await http.post(
+            "/api/rooms", json={"name": "Pair session", "language": "python"}
+        )
         assert response.status_code == 201
         room = response.json()
         assert room["name"] == "Pair session"

@@ -33,9 +33,10 @@ async def test_kill_9_loses_nothing_another_client_saw(tmp_path: Path) -> None:
     env = {"COLLAB_STORE_URL": f"sqlite:///{tmp_path}/collab.db"}
     seen = ""
     async with server_process(env) as server:
-        async with yclient(server.ws_url, "crash") as typist, yclient(
-            server.ws_url, "crash"
-        ) as witness:
+        async with (
+            yclient(server.ws_url, "crash") as typist,
+            yclient(server.ws_url, "crash") as witness,
+        ):
             for number in range(300):
                 typist.text.insert(len(str(typist.text)), f"{number};")
                 if number % 25 == 0:
