@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import httpx
 import pytest
 
@@ -40,7 +41,7 @@ async def test_kill_9_loses_nothing_another_client_saw(tmp_path: Path) -> None:
             for number in range(300):
                 typist.text.insert(len(str(typist.text)), f"{number};")
                 if number % 25 == 0:
-                    await anyio.sleep(0)  # let frames flow while typing continues
+                    await anyio.lowlevel.checkpoint()  # let frames flow while typing continues
                 if number == 150:
                     await witness.wait_until(lambda: "150;" in str(witness.text))
                     server.kill()
