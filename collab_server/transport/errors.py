@@ -9,6 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from collab_server.rooms.room import RoomDeleted
 from persistence import StoreError
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,10 @@ async def http_error(request: Request, error: Exception) -> Response:
     return _error(error.status_code, code, error.detail)
 
 
+async def room_deleted(request: Request, error: Exception) -> Response:
+    return _error(404, "room_not_found", "the room was deleted")
+
+
 async def store_error(request: Request, error: Exception) -> Response:
     logger.warning("%s %s: store unavailable: %s", request.method, request.url.path, error)
     return _error(503, "store_unavailable", "storage is unavailable, retry later")
@@ -62,6 +67,7 @@ async def internal_error(request: Request, error: Exception) -> Response:
 exception_handlers = {
     ApiError: api_error,
     HTTPException: http_error,
+    RoomDeleted: room_deleted,
     StoreError: store_error,
     Exception: internal_error,
 }
