@@ -64,7 +64,7 @@ class RoomRegistry:
             return
         # Compact what is loaded and let running work finish, within a bound.
         for room_id in list(self._rooms):
-            tasks.create_task(self._unload(room_id))
+            tasks.create_task(self._guarded(self._unload(room_id), f"room {room_id}: unload"))
         try:
             async with asyncio.timeout(SHUTDOWN_FLUSH_SECONDS):
                 await tasks.__aexit__(None, None, None)
@@ -132,11 +132,21 @@ class RoomRegistry:
 
     # -- background work ----------------------------------------------------------------------
 
-    def _start(self, work: Coroutine[Any, Any, None]) -> None:
+    def _start(self, work: Coroutine[Any, Any, None], what: str) -> None:
         if self._tasks is None:
             work.close()
             raise RuntimeError("the room registry is not running")
-        self._tasks.create_task(work)
+        self._tasks.create_task(self._guarded(work, what))
+
+    @staticmethod
+    async def _guarded(work: Coroutine[Any, Any, None], what: str) -> None:
+        # A failed job is logged; it must not cancel its siblings in the task group.
+        try:
+            await work
+        except StoreError as error:
+            logger.warning("%s failed: %s", what, error)
+        except Exception:
+            logger.exception("%s failed", what)
 
     def _after_append(self, room: Room) -> None:
         self._sync_language(room)
@@ -148,21 +158,21 @@ class RoomRegistry:
             or room.log_bytes >= settings.compact_after_bytes
         ):
             self._compacting.add(room.id)
-            self._start(self._compact(room))
+            self._start(self._compact(room), f"room {room.id}: compaction")
 
     def _sync_language(self, room: Room) -> None:
         """Keep the store's copy of the language equal to the document's."""
         language = room.language
         if self._language.get(room.id) != language:
             self._language[room.id] = language
-            self._start(self._write_language(room.id, language))
+            self._start(self._write_language(room.id, language), f"room {room.id}: language")
 
     async def _write_language(self, room_id: str, language: str | None) -> None:
         try:
             await self.store.set_language(room_id, language)
-        except StoreError as error:
-            logger.warning("room %s: saving language %r failed: %s", room_id, language, error)
+        except StoreError:
             self._language.pop(room_id, None)  # try again after the next update
+            raise
 
     async def _compact(self, room: Room) -> None:
         rows, size = room.log_rows, room.log_bytes
@@ -171,8 +181,6 @@ class RoomRegistry:
                 # Updates appended while compacting are still in the log.
                 room.log_rows = max(0, room.log_rows - rows)
                 room.log_bytes = max(0, room.log_bytes - size)
-        except StoreError as error:
-            logger.warning("room %s: compaction failed: %s", room.id, error)
         finally:
             self._compacting.discard(room.id)
 
@@ -185,7 +193,7 @@ class RoomRegistry:
     def _unload_if_idle(self, room_id: str) -> None:
         self._idle_timers.pop(room_id, None)
         if self._tasks is not None:
-            self._start(self._unload(room_id))
+            self._start(self._unload(room_id), f"room {room_id}: unload")
 
     async def _unload(self, room_id: str) -> None:
         """Drop an idle room from memory and compact its log.
@@ -197,13 +205,9 @@ class RoomRegistry:
             return
         del self._rooms[room_id]
         self._language.pop(room_id, None)
-        if room.log_rows == 0:
-            return
-        try:
-            await snapshot.compact(self.store, room_id)
-        except StoreError as error:
-            logger.warning("room %s: compaction on unload failed: %s", room_id, error)
         logger.info("room %s unloaded", room_id)
+        if room.log_rows > 0:
+            await snapshot.compact(self.store, room_id)
 
     # -- deletion -----------------------------------------------------------------------------
 
