@@ -83,6 +83,8 @@ class NodeClients:
         """SIGKILL the driver: its clients vanish without closing their sockets."""
         self._process.kill()
         await self._process.wait()
+        if self._process.stdin is not None:
+            self._process.stdin.close()
 
     # -- typed shortcuts for the common commands ---------------------------------------------
 

@@ -251,9 +251,7 @@ const commands = {
   waitEcho ({ client: name, clock }) {
     const waiting = client(name)
     return until(() =>
-      waiting.echoes.some((echoed) => echoed >= clock)
-        ? { echoes: waiting.echoes, lastMessageReceived: waiting.provider.wsLastMessageReceived }
-        : undefined
+      waiting.echoes.some((echoed) => echoed >= clock) ? { echoes: waiting.echoes } : undefined
     )
   },
 
