@@ -132,6 +132,10 @@ class NodeClients:
 @asynccontextmanager
 async def node_clients(ws_url: str) -> AsyncIterator[NodeClients]:
     """Start a driver whose clients connect to `ws_url`; stop it (and them) on exit."""
+    missing = node_missing()
+    if missing is not None:
+        # A failure, not a skip: `make test` installs everything, so this is a broken setup.
+        raise RuntimeError(f"cannot run the Node clients: {missing}")
     process = await asyncio.create_subprocess_exec(
         "node",
         str(DRIVER),

@@ -19,13 +19,9 @@ import pytest
 from collab_server.protocol import CloseCode
 from collab_server.settings import Settings
 from tests.conftest import RunningServer, run_server
-from tests.nodeclients import NodeClients, node_clients, node_missing
+from tests.nodeclients import NodeClients, node_clients
 
-pytestmark = [
-    pytest.mark.node,
-    pytest.mark.anyio,
-    pytest.mark.skipif(node_missing() is not None, reason=str(node_missing())),
-]
+pytestmark = [pytest.mark.node, pytest.mark.anyio]
 
 
 @pytest.fixture
