@@ -10,7 +10,7 @@ from starlette.routing import WebSocketRoute
 
 from collab_server.rooms.registry import RoomRegistry
 from collab_server.settings import Settings
-from collab_server.transport import rest
+from collab_server.transport import pages, rest
 from collab_server.transport.errors import exception_handlers
 from collab_server.transport.websocket import serve_websocket
 from persistence import open_store
@@ -31,6 +31,7 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=[
             *rest.routes,
+            *pages.routes,
             # {room:path} so that names with a slash reach us and get a close code, not a 403.
             WebSocketRoute("/ws/{room:path}", serve_websocket),
         ],

@@ -1,0 +1,283 @@
+// Two people edit one room in real Chromium, through the lobby and the editor page.
+//
+//   node tests/browser/editor.e2e.mjs http://127.0.0.1:PORT artifacts/web
+//
+// Alice works with the keyboard alone at 1280x800, Bob with the mouse at 400 px wide, each in a
+// browser context of their own (one context would sync its tabs through BroadcastChannel,
+// without the server). Progress goes to stdout as JSON lines; the last one is
+// {"result": {...}} for tests/test_web_browser.py to check against the server. Screenshots are
+// written to the artifacts folder on every run, failed or not. Exits 1 on the first failure.
+
+import { mkdir, readFile } from 'node:fs/promises'
+import path from 'node:path'
+import { chromium } from 'playwright-core'
+
+const [baseUrl, artifacts] = process.argv.slice(2)
+if (!baseUrl || !artifacts) {
+  console.error('usage: node editor.e2e.mjs BASE_URL ARTIFACTS_DIR')
+  process.exit(2)
+}
+const origin = new URL(baseUrl).origin
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium'
+const FLAGS = [
+  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'
+]
+const WAIT = 10_000
+// Far below the ~15 s a peer takes to show again when the page does not re-announce itself.
+const CARET_AFTER_RECONNECT = 5_000
+
+const started = Date.now()
+const log = (step, extra = {}) => console.log(JSON.stringify({ step, ms: Date.now() - started, ...extra }))
+
+function check (condition, message) {
+  if (!condition) throw new Error(message)
+}
+
+/** Poll `probe` until it returns a truthy value; fail with `what` after `timeout` ms. */
+async function until (what, probe, timeout = WAIT) {
+  const deadline = Date.now() + timeout
+  let last
+  while (Date.now() < deadline) {
+    last = await probe()
+    if (last) return last
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  throw new Error(`timed out after ${timeout} ms waiting for ${what}`)
+}
+
+const editorText = (page) => page.evaluate(() => window.collab.view.state.doc.toString())
+const connection = (page) => page.locator('#connection').getAttribute('data-state')
+const activeId = (page) => page.evaluate(() => document.activeElement?.id || document.activeElement?.className)
+
+async function waitConnection (page, state, timeout = WAIT) {
+  await page.waitForFunction((wanted) => document.getElementById('connection').dataset.state === wanted, state, { timeout })
+}
+
+/** Wait until `page` shows a remote caret labelled `name`; return its colour. */
+async function waitCaret (page, name, timeout = WAIT) {
+  const handle = await page.waitForFunction((wanted) => {
+    const label = [...document.querySelectorAll('.cm-ySelectionInfo')].find((info) => info.textContent === wanted)
+    return label && getComputedStyle(label.closest('.cm-ySelectionCaret')).backgroundColor
+  }, name, { timeout })
+  return handle.jsonValue()
+}
+
+function rgb (hex) {
+  const [r, g, b] = [1, 3, 5].map((index) => parseInt(hex.slice(index, index + 2), 16))
+  return `rgb(${r}, ${g}, ${b})`
+}
+
+async function waitConverged (pages, fragments, what) {
+  return until(what, async () => {
+    const texts = await Promise.all(pages.map(editorText))
+    const same = texts.every((text) => text === texts[0])
+    return same && fragments.every((fragment) => texts[0].includes(fragment)) && texts[0]
+  })
+}
+
+async function serverText (roomId) {
+  const response = await fetch(`${origin}/api/rooms/${roomId}/text?name=codemirror`)
+  check(response.ok, `GET text answered ${response.status}`)
+  return response.text()
+}
+
+const SEED = `def fizzbuzz(n: int) -> str:
+    """Say it the way the kids do."""
+    if n % 15 == 0:
+        return "FizzBuzz"
+    if n % 3 == 0:
+        return "Fizz"
+    if n % 5 == 0:
+        return "Buzz"
+    return str(n)
+
+
+for n in range(1, 16):
+    print(fizzbuzz(n))
+`
+
+await mkdir(artifacts, { recursive: true })
+const browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS })
+const pages = new Map() // screenshot name -> page
+const problems = []
+let exitCode = 0
+
+async function newPerson (name, viewport) {
+  const context = await browser.newContext({ viewport, acceptDownloads: true })
+  context.on('request', (request) => {
+    const url = new URL(request.url())
+    if (!['data:', 'blob:'].includes(url.protocol) && url.origin !== origin &&
+        url.origin !== origin.replace(/^http/, 'ws')) {
+      problems.push(`${name} requested ${request.url()}: the page must only talk to its server`)
+    }
+  })
+  const page = await context.newPage()
+  page.on('pageerror', (error) => problems.push(`${name}: uncaught ${error.stack ?? error}`))
+  page.on('console', (message) => {
+    if (message.type() === 'error' && !message.text().includes('ERR_INTERNET_DISCONNECTED')) {
+      log('console error', { who: name, text: message.text() })
+    }
+  })
+  return { context, page }
+}
+
+try {
+  const alice = await newPerson('Alice', { width: 1280, height: 800 })
+  const bob = await newPerson('Bob', { width: 400, height: 760 })
+  const a = alice.page
+  const b = bob.page
+
+  // -- Alice creates a room from the lobby, with the keyboard only ----------------------------
+  await a.goto(`${origin}/`)
+  pages.set('alice-lobby-1280', a)
+  await until('the lobby to focus the room name', async () => (await activeId(a)) === 'room-name')
+  await a.keyboard.type('Pairing session')
+  await a.keyboard.press('Tab')
+  check(await activeId(a) === 'room-language', 'Tab from the room name should reach the language')
+  await a.keyboard.press('j') // JavaScript: Bob switches the room to Python later
+  check(await a.inputValue('#room-language') === 'javascript', 'typing "j" should pick JavaScript')
+  await a.keyboard.press('Tab')
+  check(await activeId(a) === 'create-button', 'Tab should then reach "Create room"')
+  await a.keyboard.press('Enter')
+  await a.waitForURL(/\/r\/[A-Za-z0-9._-]+$/, { timeout: WAIT })
+  const roomId = new URL(a.url()).pathname.split('/').pop()
+  pages.set('alice-1280', a)
+  await waitConnection(a, 'connected')
+  log('room created', { roomId })
+
+  // Tab order from the top: skip link, "all rooms", then the name field.
+  await until('Tab to reach the name field', async () => {
+    await a.keyboard.press('Tab')
+    return (await activeId(a)) === 'user-name'
+  }, 3_000)
+  await a.keyboard.press('Control+A')
+  await a.keyboard.type('Alice')
+  await a.keyboard.press('Enter')
+  check((await a.evaluate(() => document.activeElement.classList.contains('cm-content'))),
+    'Enter in the name field should move focus to the editor')
+  check(await a.evaluate(() => localStorage.getItem('collab.name')) === 'Alice', 'the name should be remembered')
+
+  // The server's copy and the page are one: a REST write shows up in the editor.
+  const put = await fetch(`${origin}/api/rooms/${roomId}/text?name=codemirror`, { method: 'PUT', body: SEED })
+  check(put.ok, `PUT text answered ${put.status}`)
+  await until('the REST write to reach the editor', async () => (await editorText(a)) === SEED)
+
+  // -- Bob finds it in the lobby, live peer count included, and joins by mouse ----------------
+  await b.goto(`${origin}/`)
+  pages.set('bob-lobby-400', b)
+  const row = b.locator(`li.room[data-room-id="${roomId}"][data-peers="1"]`)
+  await row.waitFor({ timeout: WAIT })
+  check((await row.locator('.room-title').textContent()) === 'Pairing session', 'the lobby should list the room by name')
+  check(await b.evaluate(() => document.documentElement.scrollWidth <= innerWidth), 'the lobby should fit 400 px')
+  await b.screenshot({ path: path.join(artifacts, 'bob-lobby-400.png') })
+  await row.locator('a').click()
+  await b.waitForURL(`**/r/${roomId}`, { timeout: WAIT })
+  pages.delete('bob-lobby-400')
+  pages.set('bob-400', b)
+  await waitConnection(b, 'connected')
+  await until('Bob to get the seeded text', async () => (await editorText(b)) === SEED)
+  await b.fill('#user-name', 'Bob')
+  await b.press('#user-name', 'Enter')
+  check(await b.locator('#room-name').textContent() === 'Pairing session', 'the header should name the room')
+  log('both in the room')
+
+  // -- a language switch reaches the other page -------------------------------------------------
+  await b.selectOption('#language', 'python')
+  await a.waitForFunction(() => document.getElementById('language').value === 'python' &&
+    document.querySelector('.cm-editor').dataset.language === 'python', null, { timeout: WAIT })
+  await b.waitForFunction(() => document.querySelector('.cm-editor').dataset.language === 'python', null, { timeout: WAIT })
+  log('language switched')
+
+  // -- both type at once ------------------------------------------------------------------------
+  await a.keyboard.press('Control+End')
+  await b.keyboard.press('Control+Home')
+  await Promise.all([
+    a.keyboard.type('answer = 6 * 7', { delay: 20 }),
+    b.keyboard.type('# Bob was here', { delay: 20 }).then(() => b.keyboard.press('Enter'))
+  ])
+  let text = await waitConverged([a, b], ['answer = 6 * 7', '# Bob was here\n', 'def fizzbuzz'], 'both editors to converge')
+  check(await serverText(roomId) === text, 'the server\'s copy should equal the editors\'')
+  log('converged', { length: text.length })
+
+  // Each sees the other's caret, labelled with their name, in their colour.
+  const bobColor = await b.evaluate(() => window.collab.awareness.getLocalState().user.color)
+  const aliceColor = await a.evaluate(() => window.collab.awareness.getLocalState().user.color)
+  check(await waitCaret(a, 'Bob') === rgb(bobColor), 'Alice should see Bob\'s caret in his colour')
+  check(await waitCaret(b, 'Alice') === rgb(aliceColor), 'Bob should see Alice\'s caret in her colour')
+  await a.locator('#people .person', { hasText: 'Bob' }).waitFor({ timeout: WAIT })
+  await b.locator('#people .person', { hasText: 'Alice' }).waitFor({ timeout: WAIT })
+  log('carets labelled')
+
+  // -- Bob's socket closes for real; both type; he comes back -------------------------------
+  await bob.context.setOffline(true) // keeps the reconnect attempts failing until we say
+  await b.evaluate(() => window.collab.provider.ws.close())
+  await waitConnection(b, 'offline')
+  await until('the server to tell Alice that Bob left', async () =>
+    (await a.locator('#people .person').count()) === 1)
+  // Edits less than 500 ms apart are one undo step; a person pauses, the test says so.
+  await a.evaluate(() => window.collab.undoManager.stopCapturing())
+  await Promise.all([
+    a.keyboard.press('Enter').then(() => a.keyboard.type('done = True', { delay: 10 })),
+    b.keyboard.type('# typed while offline', { delay: 10 }).then(() => b.keyboard.press('Enter'))
+  ])
+  check(!(await editorText(a)).includes('typed while offline'), 'Bob\'s offline edit must not reach Alice yet')
+  check(!(await editorText(b)).includes('done = True'), 'Alice\'s edit must not reach offline Bob')
+  await bob.context.setOffline(false)
+  await waitConnection(b, 'connected')
+  text = await waitConverged([a, b], ['done = True', '# typed while offline\n', 'answer = 6 * 7'], 'convergence after the reconnect')
+  check(await serverText(roomId) === text, 'the server\'s copy should equal the editors\' after the reconnect')
+  log('reconnected and converged')
+  // Awareness after a reconnect: both carets show again at once, not ~15 s later.
+  await waitCaret(a, 'Bob', CARET_AFTER_RECONNECT)
+  await waitCaret(b, 'Alice', CARET_AFTER_RECONNECT)
+  log('carets back after the reconnect')
+
+  // -- a rename shows on the other side at once ----------------------------------------------
+  await b.fill('#user-name', 'Bob (mobile)')
+  await b.press('#user-name', 'Enter')
+  await waitCaret(a, 'Bob (mobile)')
+
+  // -- per-user undo: Alice's Ctrl+Z takes back her edit only --------------------------------
+  await a.keyboard.press('Control+Z')
+  text = await waitConverged([a, b], ['# typed while offline\n', '# Bob was here\n'], 'convergence after Alice\'s undo')
+  check(!text.includes('done = True') && text.includes('answer = 6 * 7'), 'Alice\'s undo should take back her last edit only')
+
+  // -- download, with the keyboard: Escape, then Shift+Tab leaves the editor ----------------
+  await a.keyboard.press('Escape')
+  await a.keyboard.press('Shift+Tab')
+  check(await activeId(a) === 'download', 'Escape then Shift+Tab should reach "Download"')
+  const [download] = await Promise.all([a.waitForEvent('download', { timeout: WAIT }), a.keyboard.press('Enter')])
+  check(download.suggestedFilename() === `${roomId}.py`, `downloaded as ${download.suggestedFilename()}`)
+  check(await readFile(await download.path(), 'utf8') === text, 'the download should be the room\'s text')
+
+  check(await b.evaluate(() => document.documentElement.scrollWidth <= innerWidth), 'the room page should fit 400 px')
+  // Park Alice's cursor where it shows well in the screenshots.
+  await a.locator('.cm-content').press('Control+End')
+  await until('Bob to see Alice\'s caret move', () => waitCaret(b, 'Alice').then(() => true))
+
+  // The lobby counts both.
+  const lobby = await alice.context.newPage()
+  await lobby.goto(`${origin}/`)
+  await lobby.locator(`li.room[data-room-id="${roomId}"][data-peers="2"]`).waitFor({ timeout: WAIT })
+  await lobby.screenshot({ path: path.join(artifacts, 'lobby-1280.png') })
+  await lobby.close()
+
+  text = await editorText(a)
+  console.log(JSON.stringify({ result: { room: roomId, text, language: 'python', seconds: (Date.now() - started) / 1000 } }))
+} catch (error) {
+  exitCode = 1
+  console.error(`FAILED: ${error.stack ?? error}`)
+} finally {
+  for (const [name, page] of pages) {
+    await page.screenshot({ path: path.join(artifacts, `${name}.png`) }).catch((error) => {
+      console.error(`no screenshot ${name}: ${error.message}`)
+    })
+  }
+  await browser.close()
+}
+if (problems.length) {
+  exitCode = 1
+  for (const problem of problems) console.error(`FAILED: ${problem}`)
+}
+process.exit(exitCode)

@@ -1,0 +1,76 @@
+"""The web editor end to end: two people in real Chromium, one room, this server.
+
+The browser side is tests/browser/editor.e2e.mjs (playwright-core driving Debian's Chromium);
+this test serves the app, runs the script, and checks what it reports against the server's own
+copy. Screenshots land in artifacts/web/ on every run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+
+import anyio
+import pytest
+
+from tests.conftest import RunningServer
+
+pytestmark = [pytest.mark.browser, pytest.mark.anyio]
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "tests" / "browser" / "editor.e2e.mjs"
+ARTIFACTS = ROOT / "artifacts" / "web"
+CHROMIUM = Path("/usr/bin/chromium")
+RUN_SECONDS = 90  # the script's own waits are 10 s at most; it takes ~10 s in all
+
+
+async def _run_script(server: RunningServer) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        "node",
+        str(SCRIPT),
+        server.http_url,
+        str(ARTIFACTS),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        with anyio.fail_after(RUN_SECONDS):
+            stdout, stderr = await process.communicate()
+    finally:
+        if process.returncode is None:  # timed out: playwright closes Chromium on SIGTERM
+            process.terminate()
+            with anyio.move_on_after(10, shield=True):
+                await process.wait()
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+async def test_two_people_edit_one_room_in_real_browsers(server: RunningServer) -> None:
+    if not await anyio.Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make browser-deps` installs Debian's chromium")
+    playwright = anyio.Path(ROOT / "node_modules" / "playwright-core")
+    if shutil.which("node") is None or not await playwright.exists():
+        pytest.fail("node and playwright-core are needed: `npm ci` at the repository root")
+
+    # Screenshots of this run only, none older.
+    await anyio.to_thread.run_sync(lambda: shutil.rmtree(ARTIFACTS, ignore_errors=True))
+    code, stdout, stderr = await _run_script(server)
+
+    assert code == 0, f"browser script failed:\n{stdout}\n{stderr}"
+    reports = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    result = reports[-1]["result"]
+    async with server.http() as http:
+        text = await http.get(f"/api/rooms/{result['room']}/text", params={"name": "codemirror"})
+        room = await http.get(f"/api/rooms/{result['room']}")
+    assert text.text == result["text"]  # the server's copy is what the editors show
+    assert "# typed while offline\n" in text.text
+    assert room.json()["name"] == "Pairing session"
+    assert room.json()["language"] == result["language"] == "python"
+    for name in ("alice-1280", "bob-400", "bob-lobby-400", "lobby-1280"):
+        assert (await anyio.Path(ARTIFACTS / f"{name}.png").stat()).st_size > 10_000, name

@@ -1,0 +1,406 @@
+// The room page: CodeMirror 6 bound to the room's Y.Text `codemirror` through y-codemirror.next,
+// synced with the stock y-websocket provider; the room's language lives in the shared Y.Map
+// `meta`, so every peer switches together.
+
+import * as Y from 'yjs'
+import { WebsocketProvider } from 'y-websocket'
+import { yCollab, yRemoteSelections, yRemoteSelectionsTheme, yUndoManagerKeymap } from 'y-codemirror.next'
+import { Compartment, EditorState } from '@codemirror/state'
+import {
+  EditorView, crosshairCursor, drawSelection, dropCursor, highlightActiveLine,
+  highlightActiveLineGutter, highlightSpecialChars, keymap, lineNumbers, rectangularSelection
+} from '@codemirror/view'
+import { defaultKeymap, indentWithTab } from '@codemirror/commands'
+import {
+  bracketMatching, defaultHighlightStyle, foldGutter, foldKeymap, indentOnInput, syntaxHighlighting
+} from '@codemirror/language'
+import { highlightSelectionMatches, searchKeymap } from '@codemirror/search'
+import { autocompletion, closeBrackets, closeBracketsKeymap, completionKeymap } from '@codemirror/autocomplete'
+import { DEFAULT_LANGUAGE, fillLanguageSelect, languageById } from './languages.js'
+import { MAX_NAME_LENGTH, cleanName, initials, loadIdentity, saveName } from './identity.js'
+import { showToast } from './toast.js'
+
+const TEXT_NAME = 'codemirror' // the Y.Text the server's REST API reads and writes
+const META_MAP = 'meta'
+const LANGUAGE_KEY = 'language'
+
+const $ = (id) => document.getElementById(id)
+
+// -- where we are ---------------------------------------------------------------------------------
+
+// Everything is relative to this page, so the editor works behind a proxy, under a path prefix,
+// and over https (wss) alike.
+const roomId = decodeURIComponent(location.pathname.split('/').pop())
+const serverRoot = new URL('..', location.href)
+const websocketBase = serverRoot.href.replace(/^http/, 'ws') + 'ws'
+
+// -- the shared document --------------------------------------------------------------------------
+
+const doc = new Y.Doc()
+const ytext = doc.getText(TEXT_NAME)
+const meta = doc.getMap(META_MAP)
+const provider = new WebsocketProvider(websocketBase, roomId, doc)
+const awareness = provider.awareness
+const identity = loadIdentity()
+awareness.setLocalStateField('user', { ...identity })
+// Tracks only this page's own edits (y-codemirror.next adds its origin): undo is per user.
+const undoManager = new Y.UndoManager(ytext)
+
+// -- the editor -----------------------------------------------------------------------------------
+
+const languageSlot = new Compartment()
+// Remote carets sit in their own slot so that they can be rebuilt when someone renames
+// themselves: y-codemirror.next's caret widget compares colours only and keeps a stale name.
+const caretSlot = new Compartment()
+const carets = [yRemoteSelectionsTheme, yRemoteSelections]
+const collab = yCollab(ytext, awareness, { undoManager })
+  .filter((extension) => !carets.includes(extension))
+
+const theme = EditorView.theme({
+  '&': { height: '100%', fontSize: '14px', backgroundColor: 'var(--editor-bg)' },
+  '&.cm-focused': { outline: '2px solid var(--focus)', outlineOffset: '-2px' },
+  '.cm-scroller': { fontFamily: 'var(--mono)', lineHeight: '1.6' },
+  // Room above the first line for the name label of a caret there.
+  '.cm-content': { padding: '18px 0 12px' },
+  '.cm-gutters': { backgroundColor: 'var(--gutter-bg)', color: 'var(--muted)', borderRight: '1px solid var(--border)' },
+  '.cm-activeLine': { backgroundColor: 'var(--active-line)' },
+  '.cm-activeLineGutter': { backgroundColor: 'var(--active-line)', color: 'var(--text)' },
+  '.cm-ySelectionCaret': { borderLeftWidth: '2px', borderRightWidth: '0', marginLeft: '-1px', marginRight: '-1px' },
+  '.cm-ySelectionCaretDot': { display: 'none' },
+  '.cm-ySelectionInfo': {
+    opacity: 1,
+    top: '-1.45em',
+    left: '-2px',
+    padding: '1px 6px',
+    borderRadius: '4px 4px 4px 0',
+    fontFamily: 'var(--ui)',
+    fontSize: '11px',
+    fontWeight: '600',
+    lineHeight: '1.4',
+    pointerEvents: 'none'
+  }
+})
+
+const view = new EditorView({
+  parent: $('editor'),
+  state: EditorState.create({
+    doc: ytext.toString(),
+    extensions: [
+      lineNumbers(),
+      highlightActiveLineGutter(),
+      highlightSpecialChars(),
+      foldGutter(),
+      drawSelection(),
+      dropCursor(),
+      EditorState.allowMultipleSelections.of(true),
+      indentOnInput(),
+      syntaxHighlighting(defaultHighlightStyle, { fallback: true }),
+      bracketMatching(),
+      closeBrackets(),
+      autocompletion(),
+      rectangularSelection(),
+      crosshairCursor(),
+      highlightActiveLine(),
+      highlightSelectionMatches(),
+      keymap.of([
+        ...closeBracketsKeymap,
+        ...yUndoManagerKeymap,
+        ...defaultKeymap,
+        ...searchKeymap,
+        ...foldKeymap,
+        ...completionKeymap,
+        indentWithTab // Escape, then Tab, moves focus out of the editor
+      ]),
+      languageSlot.of([]),
+      collab,
+      caretSlot.of(carets),
+      theme,
+      EditorView.contentAttributes.of({ 'aria-label': 'Code', 'aria-describedby': 'editor-help' }),
+      EditorView.updateListener.of((update) => {
+        if (update.selectionSet || update.docChanged) showCursorPosition(update.state)
+      })
+    ]
+  })
+})
+
+function showCursorPosition (state) {
+  const head = state.selection.main.head
+  const line = state.doc.lineAt(head)
+  $('cursor-position').textContent = `Ln ${line.number}, Col ${head - line.from + 1}`
+}
+
+$('skip-link').addEventListener('click', (event) => {
+  event.preventDefault()
+  view.focus()
+})
+
+// -- the room's language (meta.language) ----------------------------------------------------------
+
+const languageSelect = $('language')
+fillLanguageSelect(languageSelect, DEFAULT_LANGUAGE)
+let shownLanguage = null
+let languageRequest = 0
+
+async function showLanguage (id) {
+  const language = languageById(id)
+  languageSelect.value = language.id
+  if (language.id === shownLanguage) return
+  shownLanguage = language.id
+  const request = ++languageRequest
+  let support
+  try {
+    support = await language.load()
+  } catch (error) {
+    console.error('could not load the %s grammar', language.id, error)
+    showToast(`Could not load the ${language.label} grammar`)
+    return
+  }
+  if (request !== languageRequest) return // another switch came in meanwhile
+  view.dispatch({ effects: languageSlot.reconfigure(support) })
+  view.dom.dataset.language = language.id
+  $('status-language').textContent = language.label
+}
+
+meta.observe(() => showLanguage(meta.get(LANGUAGE_KEY)))
+languageSelect.addEventListener('change', () => {
+  meta.set(LANGUAGE_KEY, languageSelect.value)
+})
+showLanguage(meta.get(LANGUAGE_KEY))
+
+// -- connection state -----------------------------------------------------------------------------
+
+let everConnected = false
+let closedFor = null // why the server closed for good (a 4400-range close code)
+
+const CLOSE_REASONS = { 4401: 'not allowed', 4404: 'room deleted', 4413: 'edit too large' }
+
+function showConnection () {
+  let state, label
+  if (closedFor !== null) {
+    [state, label] = ['offline', `Disconnected: ${closedFor}`]
+  } else if (provider.wsconnected && provider.synced) {
+    [state, label] = ['connected', 'Connected']
+  } else if (!navigator.onLine) {
+    [state, label] = ['offline', 'Offline']
+  } else if (everConnected) {
+    [state, label] = ['reconnecting', 'Reconnecting…']
+  } else {
+    [state, label] = ['connecting', 'Connecting…']
+  }
+  const badge = $('connection')
+  badge.dataset.state = state
+  $('connection-label').textContent = label
+}
+
+function reannounce () {
+  // The server removed our awareness state when the old socket closed, and peers ignore the
+  // clock the provider re-sends on open: bump it so our cursor shows again at once.
+  // Likewise forget the clocks of the peers we dropped on close, so that the states the server
+  // greets us with (at clocks we have seen) are taken.
+  for (const clientId of [...awareness.meta.keys()]) {
+    if (clientId !== doc.clientID && !awareness.states.has(clientId)) awareness.meta.delete(clientId)
+  }
+  awareness.setLocalState(awareness.getLocalState())
+}
+
+provider.on('status', ({ status }) => {
+  if (status === 'connected') {
+    everConnected = true
+    reannounce()
+  }
+  showConnection()
+})
+provider.on('sync', showConnection)
+provider.on('closed', ({ code, reason }) => {
+  closedFor = CLOSE_REASONS[code] ?? (reason || `code ${code}`)
+  showConnection()
+  showToast(`The server closed the connection: ${closedFor}`)
+})
+window.addEventListener('offline', showConnection)
+window.addEventListener('online', () => {
+  showConnection()
+  if (closedFor === null) provider.connect() // now, rather than at the next backoff step
+})
+showConnection()
+
+// -- people ---------------------------------------------------------------------------------------
+
+let peopleKey = ''
+const knownUsers = new Map() // client id -> "name|color" as last rendered in carets
+
+function userOf (clientId, state) {
+  const user = state?.user ?? {}
+  return {
+    clientId,
+    name: cleanName(String(user.name ?? '')) || 'Anonymous',
+    color: typeof user.color === 'string' ? user.color : '#64748b',
+    self: clientId === doc.clientID
+  }
+}
+
+function showPeople () {
+  const people = [...awareness.getStates()]
+    .map(([clientId, state]) => userOf(clientId, state))
+    .sort((a, b) => (b.self - a.self) || a.name.localeCompare(b.name))
+  const key = people.map((person) => `${person.clientId}|${person.name}|${person.color}`).join('\n')
+  if (key === peopleKey) return
+  peopleKey = key
+  const items = people.map((person) => {
+    const item = document.createElement('li')
+    item.className = 'person'
+    item.dataset.clientId = person.clientId
+    item.title = person.self ? `${person.name} (you)` : person.name
+    const avatar = document.createElement('span')
+    avatar.className = 'avatar'
+    avatar.style.backgroundColor = person.color
+    avatar.textContent = initials(person.name)
+    avatar.setAttribute('aria-hidden', 'true')
+    const name = document.createElement('span')
+    name.className = 'person-name'
+    name.textContent = person.self ? `${person.name} (you)` : person.name
+    item.append(avatar, name)
+    return item
+  })
+  $('people').replaceChildren(...items)
+  const count = people.length
+  $('people-count').textContent = count === 1 ? 'Only you' : `${count} here`
+}
+
+function rebuildCaretsIfRenamed (changedClients) {
+  let renamed = false
+  for (const clientId of changedClients) {
+    if (clientId === doc.clientID) continue
+    const state = awareness.getStates().get(clientId)
+    const user = state === undefined ? undefined : userOf(clientId, state)
+    const key = user === undefined ? undefined : `${user.name}|${user.color}`
+    if (knownUsers.has(clientId) && key !== undefined && knownUsers.get(clientId) !== key) renamed = true
+    if (key === undefined) knownUsers.delete(clientId)
+    else knownUsers.set(clientId, key)
+  }
+  if (renamed) {
+    view.dispatch({ effects: caretSlot.reconfigure([]) })
+    view.dispatch({ effects: caretSlot.reconfigure(carets) })
+    view.dispatch({}) // the new plugin draws on its first update
+  }
+}
+
+awareness.on('change', ({ added, updated, removed }) => {
+  showPeople()
+  rebuildCaretsIfRenamed([...added, ...updated, ...removed])
+})
+showPeople()
+
+// -- your name ------------------------------------------------------------------------------------
+
+const nameInput = $('user-name')
+nameInput.value = identity.name
+nameInput.maxLength = MAX_NAME_LENGTH
+
+function announceName (name) {
+  awareness.setLocalStateField('user', { ...identity, name })
+}
+
+function commitName () {
+  const name = cleanName(nameInput.value)
+  if (!name) {
+    nameInput.value = identity.name // never blank: keep the last good name
+    announceName(identity.name)
+    return
+  }
+  nameInput.value = name
+  if (name !== identity.name) {
+    identity.name = name
+    saveName(name)
+  }
+  announceName(name)
+}
+
+nameInput.addEventListener('input', () => {
+  const name = cleanName(nameInput.value)
+  if (name) announceName(name)
+})
+nameInput.addEventListener('change', commitName)
+nameInput.addEventListener('keydown', (event) => {
+  if (event.key === 'Enter') {
+    event.preventDefault()
+    commitName()
+    view.focus()
+  } else if (event.key === 'Escape') {
+    nameInput.value = identity.name
+    commitName()
+    view.focus()
+  }
+})
+
+// -- undo, redo, share, download ------------------------------------------------------------------
+
+const undoButton = $('undo')
+const redoButton = $('redo')
+
+function showUndoState () {
+  undoButton.setAttribute('aria-disabled', String(undoManager.undoStack.length === 0))
+  redoButton.setAttribute('aria-disabled', String(undoManager.redoStack.length === 0))
+}
+
+for (const event of ['stack-item-added', 'stack-item-popped', 'stack-cleared']) {
+  undoManager.on(event, showUndoState)
+}
+showUndoState()
+undoButton.addEventListener('click', () => undoManager.undo())
+redoButton.addEventListener('click', () => undoManager.redo())
+
+async function copyText (text) {
+  try {
+    await navigator.clipboard.writeText(text)
+    return true
+  } catch {
+    // No clipboard API (plain http on a LAN address): the old way.
+    const field = document.createElement('textarea')
+    field.value = text
+    field.setAttribute('readonly', '')
+    field.className = 'visually-hidden'
+    document.body.append(field)
+    field.select()
+    const copied = document.execCommand('copy')
+    field.remove()
+    return copied
+  }
+}
+
+$('share').addEventListener('click', async () => {
+  const link = new URL(location.pathname, location.href).href
+  showToast(await copyText(link) ? 'Link copied: send it to whoever should join' : `Copy this link: ${link}`)
+})
+
+$('download').addEventListener('click', () => {
+  const language = languageById(meta.get(LANGUAGE_KEY))
+  const blob = new Blob([ytext.toString()], { type: 'text/plain;charset=utf-8' })
+  const link = document.createElement('a')
+  link.href = URL.createObjectURL(blob)
+  link.download = `${roomId}.${language.extension}`
+  document.body.append(link)
+  link.click()
+  link.remove()
+  setTimeout(() => URL.revokeObjectURL(link.href), 10_000)
+})
+
+// -- the room's name ------------------------------------------------------------------------------
+
+async function showRoomName () {
+  let name = roomId
+  try {
+    const response = await fetch(new URL(`api/rooms/${encodeURIComponent(roomId)}`, serverRoot))
+    if (response.ok) name = (await response.json()).name
+  } catch (error) {
+    console.warn('room details unavailable', error)
+  }
+  $('room-name').textContent = name
+  document.title = `${name} · Collab`
+}
+
+$('room-name').textContent = roomId
+// After the first sync: joining creates a room that nobody created over REST.
+provider.once('sync', showRoomName)
+
+// For the browser tests, and for anyone poking at a room from the console.
+window.collab = { doc, ytext, meta, provider, awareness, undoManager, view }

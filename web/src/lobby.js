@@ -1,0 +1,132 @@
+// The lobby: create a room, join one by link, and see the rooms with who is in them right now.
+
+import { DEFAULT_LANGUAGE, fillLanguageSelect, languageById } from './languages.js'
+
+const $ = (id) => document.getElementById(id)
+const REFRESH_MS = 3000
+
+const apiRooms = new URL('api/rooms', location.href)
+const roomPage = (roomId) => new URL(`r/${encodeURIComponent(roomId)}`, location.href).href
+
+// -- create ---------------------------------------------------------------------------------------
+
+fillLanguageSelect($('room-language'), 'python')
+
+$('create-form').addEventListener('submit', async (event) => {
+  event.preventDefault()
+  const button = $('create-button')
+  const error = $('create-error')
+  const name = $('room-name').value.trim()
+  const body = { language: $('room-language').value || DEFAULT_LANGUAGE }
+  if (name) body.name = name
+  button.disabled = true
+  error.textContent = ''
+  try {
+    const response = await fetch(apiRooms, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body)
+    })
+    const answer = await response.json()
+    if (!response.ok) throw new Error(describeError(answer))
+    location.assign(roomPage(answer.id))
+  } catch (failure) {
+    error.textContent = `Could not create the room: ${failure.message}`
+    button.disabled = false
+  }
+})
+
+function describeError (answer) {
+  if (Array.isArray(answer.detail)) return answer.detail.map((item) => item.msg).join('; ')
+  return String(answer.detail ?? answer.error ?? 'unknown error')
+}
+
+// -- join by link ---------------------------------------------------------------------------------
+
+$('join-form').addEventListener('submit', (event) => {
+  event.preventDefault()
+  const value = $('join-link').value.trim()
+  const roomId = value.includes('/') ? value.replace(/\/+$/, '').split('/').pop() : value
+  if (!/^[A-Za-z0-9._-]{1,128}$/.test(roomId)) {
+    $('join-error').textContent = 'Paste a room link, or a room id of letters, digits, ".", "_" or "-".'
+    return
+  }
+  location.assign(roomPage(roomId))
+})
+
+// -- the room list --------------------------------------------------------------------------------
+
+const rows = new Map() // room id -> <li>, updated in place so that keyboard focus survives
+
+function describePeers (peers) {
+  if (peers === 0) return 'No one here'
+  return peers === 1 ? '1 person here' : `${peers} people here`
+}
+
+function newRow (room) {
+  const item = document.createElement('li')
+  item.className = 'room'
+  item.dataset.roomId = room.id
+  item.innerHTML =
+    '<a class="room-link"><span class="room-title"></span><span class="room-meta">' +
+    '<span class="room-language"></span><span class="room-peers"><span class="dot" aria-hidden="true"></span>' +
+    '<span class="room-peers-label"></span></span></span></a>'
+  item.querySelector('a').href = roomPage(room.id)
+  return item
+}
+
+function fillRow (item, room) {
+  item.querySelector('.room-title').textContent = room.name
+  item.querySelector('.room-language').textContent = languageById(room.language).label
+  item.querySelector('.room-peers-label').textContent = describePeers(room.peers)
+  item.dataset.peers = String(room.peers)
+  item.classList.toggle('live', room.peers > 0)
+}
+
+function showRooms (rooms) {
+  const list = $('room-list')
+  const seen = new Set()
+  // Newest first; existing rows never move, new ones go on top.
+  const sorted = [...rooms].sort((a, b) => b.created_at.localeCompare(a.created_at))
+  for (const room of sorted.reverse()) {
+    seen.add(room.id)
+    let item = rows.get(room.id)
+    if (item === undefined) {
+      item = newRow(room)
+      rows.set(room.id, item)
+      list.prepend(item)
+    }
+    fillRow(item, room)
+  }
+  for (const [roomId, item] of rows) {
+    if (!seen.has(roomId)) {
+      item.remove()
+      rows.delete(roomId)
+    }
+  }
+  $('rooms-empty').hidden = rows.size > 0
+  const live = rooms.reduce((sum, room) => sum + room.peers, 0)
+  $('rooms-summary').textContent =
+    `${rooms.length} ${rooms.length === 1 ? 'room' : 'rooms'} · ${live} ${live === 1 ? 'person' : 'people'} editing`
+}
+
+let refreshing = false
+
+async function refresh () {
+  if (refreshing || document.hidden) return
+  refreshing = true
+  try {
+    const response = await fetch(apiRooms, { cache: 'no-store' })
+    if (!response.ok) throw new Error(`HTTP ${response.status}`)
+    showRooms((await response.json()).rooms)
+    $('rooms-error').textContent = ''
+  } catch (failure) {
+    $('rooms-error').textContent = `Could not load the rooms (${failure.message}); retrying.`
+  } finally {
+    refreshing = false
+  }
+}
+
+refresh()
+setInterval(refresh, REFRESH_MS)
+document.addEventListener('visibilitychange', refresh)
