@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+WEB_STAMP := web/node_modules/.installed
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test check format clean
+.PHONY: run test check format clean web browser-deps
 
 $(PY_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,10 +19,23 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
+$(WEB_STAMP): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	touch $@
+
+# Rebuild the web editor into collab_server/static; commit the result (serving needs no Node).
+web: $(WEB_STAMP)
+	cd web && node build.mjs
+
+# Debian's Chromium for the browser test, installed only when it is missing.
+browser-deps:
+	test -x /usr/bin/chromium || { $(SUDO) apt-get update && \
+		$(SUDO) apt-get install -y --no-install-recommends chromium fonts-liberation fonts-dejavu-core; }
+
 run: $(PY_STAMP)
 	$(BIN)/collab-server serve
 
-test: $(PY_STAMP) $(NODE_STAMP)
+test: $(PY_STAMP) $(NODE_STAMP) browser-deps
 	$(BIN)/pytest
 
 check: $(PY_STAMP)
@@ -33,4 +48,4 @@ format: $(PY_STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) node_modules web/node_modules .mypy_cache .ruff_cache .pytest_cache
