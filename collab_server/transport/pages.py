@@ -96,8 +96,8 @@ async def editor(request: Request) -> Response:
 
 
 routes: list[BaseRoute] = [
-    Route("/", lobby, methods=["GET", "HEAD"]),
+    Route("/", lobby, methods=["GET"]),
     # {room:path} so that an id with a slash gets the same clear answer as any invalid id.
-    Route("/r/{room:path}", editor, methods=["GET", "HEAD"]),
+    Route("/r/{room:path}", editor, methods=["GET"]),
     Mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static"),
 ]

@@ -105,6 +105,7 @@ let exitCode = 0
 
 async function newPerson (name, viewport) {
   const context = await browser.newContext({ viewport, acceptDownloads: true })
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin })
   context.on('request', (request) => {
     const url = new URL(request.url())
     if (!['data:', 'blob:'].includes(url.protocol) && url.origin !== origin &&
@@ -142,9 +143,16 @@ try {
   await a.keyboard.press('Enter')
   await a.waitForURL(/\/r\/[A-Za-z0-9._-]+$/, { timeout: WAIT })
   const roomId = new URL(a.url()).pathname.split('/').pop()
+  pages.delete('alice-lobby-1280')
   pages.set('alice-1280', a)
   await waitConnection(a, 'connected')
   log('room created', { roomId })
+  // A lobby left open in another tab: its peer counts must follow without a reload.
+  const lobby = await alice.context.newPage()
+  pages.set('lobby-1280', lobby)
+  await lobby.goto(`${origin}/`)
+  const lobbyRow = (peers) => lobby.locator(`li.room[data-room-id="${roomId}"][data-peers="${peers}"]`)
+  await lobbyRow(1).waitFor({ timeout: WAIT })
 
   // Tab order from the top: skip link, "all rooms", then the name field.
   await until('Tab to reach the name field', async () => {
@@ -252,15 +260,21 @@ try {
   check(await readFile(await download.path(), 'utf8') === text, 'the download should be the room\'s text')
 
   check(await b.evaluate(() => document.documentElement.scrollWidth <= innerWidth), 'the room page should fit 400 px')
-  // Park Alice's cursor where it shows well in the screenshots.
-  await a.locator('.cm-content').press('Control+End')
-  await until('Bob to see Alice\'s caret move', () => waitCaret(b, 'Alice').then(() => true))
+  await b.click('#share')
+  await b.locator('#toast', { hasText: 'Link copied' }).waitFor({ timeout: WAIT })
+  check(await b.evaluate(() => navigator.clipboard.readText()) === `${origin}/r/${roomId}`, 'Copy link should copy the room\'s link')
+  // Back into the editor (Tab), cursor to the end, where it shows well in the screenshots.
+  await a.keyboard.press('Tab')
+  check(await a.evaluate(() => document.activeElement.classList.contains('cm-content')), 'Tab from "Download" should reach the editor')
+  await a.keyboard.press('Control+End')
+  await b.waitForFunction(() => {
+    const label = [...document.querySelectorAll('.cm-ySelectionInfo')].find((info) => info.textContent === 'Alice')
+    return label?.closest('.cm-line') === [...document.querySelectorAll('.cm-line')].pop()
+  }, null, { timeout: WAIT })
 
-  // The lobby counts both.
-  const lobby = await alice.context.newPage()
-  await lobby.goto(`${origin}/`)
-  await lobby.locator(`li.room[data-room-id="${roomId}"][data-peers="2"]`).waitFor({ timeout: WAIT })
+  await lobbyRow(2).waitFor({ timeout: WAIT })
   await lobby.screenshot({ path: path.join(artifacts, 'lobby-1280.png') })
+  pages.delete('lobby-1280')
   await lobby.close()
 
   text = await editorText(a)
