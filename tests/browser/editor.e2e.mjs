@@ -50,16 +50,26 @@ const editorText = (page) => page.evaluate(() => window.collab.view.state.doc.to
 const connection = (page) => page.locator('#connection').getAttribute('data-state')
 const activeId = (page) => page.evaluate(() => document.activeElement?.id || document.activeElement?.className)
 
+/** `page.waitForFunction`, failing with what was awaited rather than only how long. */
+async function waitFor (what, page, fn, arg, timeout = WAIT) {
+  try {
+    return await page.waitForFunction(fn, arg, { timeout })
+  } catch (error) {
+    throw new Error(`timed out after ${timeout} ms waiting for ${what}`, { cause: error })
+  }
+}
+
 async function waitConnection (page, state, timeout = WAIT) {
-  await page.waitForFunction((wanted) => document.getElementById('connection').dataset.state === wanted, state, { timeout })
+  await waitFor(`${page.who}'s page to be ${state}`, page,
+    (wanted) => document.getElementById('connection').dataset.state === wanted, state, timeout)
 }
 
 /** Wait until `page` shows a remote caret labelled `name`; return its colour. */
 async function waitCaret (page, name, timeout = WAIT) {
-  const handle = await page.waitForFunction((wanted) => {
+  const handle = await waitFor(`${page.who} to see a caret labelled ${name}`, page, (wanted) => {
     const label = [...document.querySelectorAll('.cm-ySelectionInfo')].find((info) => info.textContent === wanted)
     return label && getComputedStyle(label.closest('.cm-ySelectionCaret')).backgroundColor
-  }, name, { timeout })
+  }, name, timeout)
   return handle.jsonValue()
 }
 
@@ -114,6 +124,7 @@ async function newPerson (name, viewport) {
     }
   })
   const page = await context.newPage()
+  page.who = name
   page.on('pageerror', (error) => problems.push(`${name}: uncaught ${error.stack ?? error}`))
   page.on('console', (message) => {
     if (message.type() === 'error' && !message.text().includes('ERR_INTERNET_DISCONNECTED')) {
@@ -192,9 +203,9 @@ try {
 
   // -- a language switch reaches the other page -------------------------------------------------
   await b.selectOption('#language', 'python')
-  await a.waitForFunction(() => document.getElementById('language').value === 'python' &&
-    document.querySelector('.cm-editor').dataset.language === 'python', null, { timeout: WAIT })
-  await b.waitForFunction(() => document.querySelector('.cm-editor').dataset.language === 'python', null, { timeout: WAIT })
+  await waitFor('Alice\'s page to switch to Python', a, () => document.getElementById('language').value === 'python' &&
+    document.querySelector('.cm-editor').dataset.language === 'python')
+  await waitFor('Bob\'s page to switch to Python', b, () => document.querySelector('.cm-editor').dataset.language === 'python')
   log('language switched')
 
   // -- both type at once ------------------------------------------------------------------------
@@ -267,10 +278,10 @@ try {
   await a.keyboard.press('Tab')
   check(await a.evaluate(() => document.activeElement.classList.contains('cm-content')), 'Tab from "Download" should reach the editor')
   await a.keyboard.press('Control+End')
-  await b.waitForFunction(() => {
+  await waitFor('Bob to see Alice\'s caret on the last line', b, () => {
     const label = [...document.querySelectorAll('.cm-ySelectionInfo')].find((info) => info.textContent === 'Alice')
     return label?.closest('.cm-line') === [...document.querySelectorAll('.cm-line')].pop()
-  }, null, { timeout: WAIT })
+  })
 
   await lobbyRow(2).waitFor({ timeout: WAIT })
   await lobby.screenshot({ path: path.join(artifacts, 'lobby-1280.png') })

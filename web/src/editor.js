@@ -16,8 +16,10 @@ import {
 } from '@codemirror/language'
 import { highlightSelectionMatches, searchKeymap } from '@codemirror/search'
 import { autocompletion, closeBrackets, closeBracketsKeymap, completionKeymap } from '@codemirror/autocomplete'
+import { trackConnection } from './connection.js'
+import { loadIdentity } from './identity.js'
 import { DEFAULT_LANGUAGE, fillLanguageSelect, languageById } from './languages.js'
-import { MAX_NAME_LENGTH, cleanName, initials, loadIdentity, saveName } from './identity.js'
+import { bindNameField, followRenames, trackPeople } from './people.js'
 import { showToast } from './toast.js'
 
 const TEXT_NAME = 'codemirror' // the Y.Text the server's REST API reads and writes
@@ -153,6 +155,7 @@ async function showLanguage (id) {
   } catch (error) {
     console.error('could not load the %s grammar', language.id, error)
     showToast(`Could not load the ${language.label} grammar`)
+    if (request === languageRequest) shownLanguage = null // try again on the next switch
     return
   }
   if (request !== languageRequest) return // another switch came in meanwhile
@@ -167,170 +170,16 @@ languageSelect.addEventListener('change', () => {
 })
 showLanguage(meta.get(LANGUAGE_KEY))
 
-// -- connection state -----------------------------------------------------------------------------
+// -- connection, people, your name -------------------------------------------------------------
 
-let everConnected = false
-let closedFor = null // why the server closed for good (a 4400-range close code)
-
-const CLOSE_REASONS = { 4401: 'not allowed', 4404: 'room deleted', 4413: 'edit too large' }
-
-function showConnection () {
-  let state, label
-  if (closedFor !== null) {
-    [state, label] = ['offline', `Disconnected: ${closedFor}`]
-  } else if (provider.wsconnected && provider.synced) {
-    [state, label] = ['connected', 'Connected']
-  } else if (!navigator.onLine) {
-    [state, label] = ['offline', 'Offline']
-  } else if (everConnected) {
-    [state, label] = ['reconnecting', 'Reconnecting…']
-  } else {
-    [state, label] = ['connecting', 'Connecting…']
-  }
-  const badge = $('connection')
-  badge.dataset.state = state
-  $('connection-label').textContent = label
-}
-
-function reannounce () {
-  // The server removed our awareness state when the old socket closed, and peers ignore the
-  // clock the provider re-sends on open: bump it so our cursor shows again at once.
-  // Likewise forget the clocks of the peers we dropped on close, so that the states the server
-  // greets us with (at clocks we have seen) are taken.
-  for (const clientId of [...awareness.meta.keys()]) {
-    if (clientId !== doc.clientID && !awareness.states.has(clientId)) awareness.meta.delete(clientId)
-  }
-  awareness.setLocalState(awareness.getLocalState())
-}
-
-provider.on('status', ({ status }) => {
-  if (status === 'connected') {
-    everConnected = true
-    reannounce()
-  }
-  showConnection()
+trackConnection(provider, $('connection'), $('connection-label'))
+trackPeople(awareness, $('people'), $('people-count'))
+followRenames(awareness, () => {
+  view.dispatch({ effects: caretSlot.reconfigure([]) })
+  view.dispatch({ effects: caretSlot.reconfigure(carets) })
+  view.dispatch({}) // the new plugin draws on its first update
 })
-provider.on('sync', showConnection)
-provider.on('closed', ({ code, reason }) => {
-  closedFor = CLOSE_REASONS[code] ?? (reason || `code ${code}`)
-  showConnection()
-  showToast(`The server closed the connection: ${closedFor}`)
-})
-window.addEventListener('offline', showConnection)
-window.addEventListener('online', () => {
-  showConnection()
-  if (closedFor === null) provider.connect() // now, rather than at the next backoff step
-})
-showConnection()
-
-// -- people ---------------------------------------------------------------------------------------
-
-let peopleKey = ''
-const knownUsers = new Map() // client id -> "name|color" as last rendered in carets
-
-function userOf (clientId, state) {
-  const user = state?.user ?? {}
-  return {
-    clientId,
-    name: cleanName(String(user.name ?? '')) || 'Anonymous',
-    color: typeof user.color === 'string' ? user.color : '#64748b',
-    self: clientId === doc.clientID
-  }
-}
-
-function showPeople () {
-  const people = [...awareness.getStates()]
-    .map(([clientId, state]) => userOf(clientId, state))
-    .sort((a, b) => (b.self - a.self) || a.name.localeCompare(b.name))
-  const key = people.map((person) => `${person.clientId}|${person.name}|${person.color}`).join('\n')
-  if (key === peopleKey) return
-  peopleKey = key
-  const items = people.map((person) => {
-    const item = document.createElement('li')
-    item.className = 'person'
-    item.dataset.clientId = person.clientId
-    item.title = person.self ? `${person.name} (you)` : person.name
-    const avatar = document.createElement('span')
-    avatar.className = 'avatar'
-    avatar.style.backgroundColor = person.color
-    avatar.textContent = initials(person.name)
-    avatar.setAttribute('aria-hidden', 'true')
-    const name = document.createElement('span')
-    name.className = 'person-name'
-    name.textContent = person.self ? `${person.name} (you)` : person.name
-    item.append(avatar, name)
-    return item
-  })
-  $('people').replaceChildren(...items)
-  const count = people.length
-  $('people-count').textContent = count === 1 ? 'Only you' : `${count} here`
-}
-
-function rebuildCaretsIfRenamed (changedClients) {
-  let renamed = false
-  for (const clientId of changedClients) {
-    if (clientId === doc.clientID) continue
-    const state = awareness.getStates().get(clientId)
-    const user = state === undefined ? undefined : userOf(clientId, state)
-    const key = user === undefined ? undefined : `${user.name}|${user.color}`
-    if (knownUsers.has(clientId) && key !== undefined && knownUsers.get(clientId) !== key) renamed = true
-    if (key === undefined) knownUsers.delete(clientId)
-    else knownUsers.set(clientId, key)
-  }
-  if (renamed) {
-    view.dispatch({ effects: caretSlot.reconfigure([]) })
-    view.dispatch({ effects: caretSlot.reconfigure(carets) })
-    view.dispatch({}) // the new plugin draws on its first update
-  }
-}
-
-awareness.on('change', ({ added, updated, removed }) => {
-  showPeople()
-  rebuildCaretsIfRenamed([...added, ...updated, ...removed])
-})
-showPeople()
-
-// -- your name ------------------------------------------------------------------------------------
-
-const nameInput = $('user-name')
-nameInput.value = identity.name
-nameInput.maxLength = MAX_NAME_LENGTH
-
-function announceName (name) {
-  awareness.setLocalStateField('user', { ...identity, name })
-}
-
-function commitName () {
-  const name = cleanName(nameInput.value)
-  if (!name) {
-    nameInput.value = identity.name // never blank: keep the last good name
-    announceName(identity.name)
-    return
-  }
-  nameInput.value = name
-  if (name !== identity.name) {
-    identity.name = name
-    saveName(name)
-  }
-  announceName(name)
-}
-
-nameInput.addEventListener('input', () => {
-  const name = cleanName(nameInput.value)
-  if (name) announceName(name)
-})
-nameInput.addEventListener('change', commitName)
-nameInput.addEventListener('keydown', (event) => {
-  if (event.key === 'Enter') {
-    event.preventDefault()
-    commitName()
-    view.focus()
-  } else if (event.key === 'Escape') {
-    nameInput.value = identity.name
-    commitName()
-    view.focus()
-  }
-})
+bindNameField($('user-name'), identity, awareness, () => view.focus())
 
 // -- undo, redo, share, download ------------------------------------------------------------------
 
