@@ -70,6 +70,8 @@ async def test_every_asset_the_pages_load_is_served(server: RunningServer) -> No
             assert response.content, url
             if url.split("?")[0].endswith(".js"):
                 assert response.headers["content-type"].startswith("text/javascript"), url
+                if len(response.content) > 1024:
+                    assert response.headers["content-encoding"] == "gzip", url
                 for chunk in re.findall(r'"(\./(?:chunks/)?[\w-]+\.js)"', response.text):
                     joined = str(httpx.URL(url).join(chunk))
                     if joined not in seen:
