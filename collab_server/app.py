@@ -1,4 +1,4 @@
-"""The ASGI application: routes, and the one lifespan that owns store -> registry."""
+"""The ASGI application: routes, and the one lifespan that owns store -> registry, completion."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 
+from collab_server.completion import CompletionService
 from collab_server.rooms.registry import RoomRegistry
 from collab_server.settings import Settings
-from collab_server.transport import pages, rest
+from collab_server.transport import completion, pages, rest
 from collab_server.transport.errors import exception_handlers
 from collab_server.transport.websocket import serve_websocket
 from persistence import open_store
@@ -22,8 +23,12 @@ def create_app(settings: Settings) -> Starlette:
         store = open_store(settings.store_url)
         await store.open()
         try:
-            async with RoomRegistry(store, settings) as registry:
+            async with (
+                RoomRegistry(store, settings) as registry,
+                CompletionService(settings) as completion_service,
+            ):
                 app.state.registry = registry
+                app.state.completion = completion_service
                 yield
         finally:
             await store.close()
@@ -31,6 +36,7 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=[
             *rest.routes,
+            *completion.routes,
             *pages.routes,
             # {room:path} so that names with a slash reach us and get a close code, not a 403.
             WebSocketRoute("/ws/{room:path}", serve_websocket),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -52,4 +52,41 @@ class Settings(BaseSettings):
         None,
         description="Base URL clients use to reach the server (e.g. https://collab.example.com); "
         "by default taken from each request.",
+    )
+    completion_workers: int = Field(
+        1,
+        ge=0,
+        le=64,
+        description="Worker processes that compute code completion (jedi for Python, the generic "
+        "provider for the rest); 0 turns completion off (the endpoint answers 503).",
+    )
+    completion_queue: int = Field(
+        8,
+        ge=1,
+        description="Completion requests admitted at once (running or waiting for a worker); "
+        "more are refused at once with 503 and a JSON body.",
+    )
+    completion_deadline_ms: int = Field(
+        500,
+        ge=10,
+        le=60_000,
+        description="Time a completion request may take; what the providers have not delivered "
+        "by then is left out and the answer is marked partial.",
+    )
+    completion_llm_url: str | None = Field(
+        None,
+        description="Base URL of an OpenAI-compatible API (e.g. http://127.0.0.1:11434/v1) whose "
+        "chat/completions offer one multi-token continuation per request; None turns it off.",
+    )
+    completion_llm_model: str = Field(
+        "gpt-4o-mini", description="Model name sent to the AI completion endpoint."
+    )
+    completion_llm_key: SecretStr | None = Field(
+        None, description="Bearer token for the AI completion endpoint, if it needs one."
+    )
+    completion_llm_timeout_ms: int = Field(
+        400,
+        ge=1,
+        description="Longest wait for the AI endpoint (never past the request's deadline); a "
+        "late or failed answer leaves the local providers' items.",
     )

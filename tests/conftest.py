@@ -65,7 +65,8 @@ async def run_server(settings: Settings) -> AsyncIterator[RunningServer]:
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(store_url="memory://", room_idle_seconds=0.2)
+    # No completion pool unless a test asks for one: its workers cost a second of CPU to warm.
+    return Settings(store_url="memory://", room_idle_seconds=0.2, completion_workers=0)
 
 
 @pytest.fixture

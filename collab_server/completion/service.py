@@ -1,0 +1,209 @@
+"""The completion service: a process pool behind a bounded admission, answers by a deadline.
+
+Owned by the app's lifespan (`async with CompletionService(settings) as completion`). Requests run
+in worker processes (`worker.py`), never on the event loop. At most `completion_queue` requests
+are admitted at a time; a slot is held until both the answer has been sent and the worker has
+finished the job, so work abandoned at its deadline still counts against the bound. Beyond it a
+request is refused at once (`CompletionBusy`). Each request has a deadline: whatever the
+providers have not delivered by then is left out, and the answer says it is partial.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import threading
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, replace
+from types import TracebackType
+
+from collab_server.completion import worker
+from collab_server.completion.generic import word_start
+from collab_server.completion.job import MAX_ITEMS, Completions, Item, Job
+from collab_server.completion.llm import LlmClient
+from collab_server.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+FALLBACK_RESERVE = 0.25  # share of the deadline kept for the generic fallback after jedi
+FALLBACK_RESERVE_MAX = 0.15  # seconds
+
+
+class CompletionError(Exception):
+    """Completion cannot be served now."""
+
+
+class CompletionBusy(CompletionError):
+    """Too many completion requests are in flight."""
+
+
+class CompletionUnavailable(CompletionError):
+    """Completion is turned off, or its worker pool is restarting."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionRequest:
+    text: str
+    index: int  # the cursor, in code points
+    language: str
+    key: str  # identifies the document (room and text name) across requests
+
+
+class _Slot:
+    """One admission, given back when both the answer and the worker's job are done."""
+
+    def __init__(self, release: threading.Semaphore) -> None:
+        self._release = release
+        self._holders = 2
+        self._lock = threading.Lock()
+
+    def done(self) -> None:  # called from the event loop and from the pool's thread
+        with self._lock:
+            self._holders -= 1
+            if self._holders == 0:
+                self._release.release()
+
+
+class CompletionService:
+    def __init__(self, settings: Settings) -> None:
+        self._workers = settings.completion_workers
+        self._deadline = settings.completion_deadline_ms / 1000
+        self._slots = threading.Semaphore(settings.completion_queue)
+        self._pool: ProcessPoolExecutor | None = None
+        self._llm: LlmClient | None = None
+        if settings.completion_llm_url:
+            key = settings.completion_llm_key
+            self._llm = LlmClient(
+                settings.completion_llm_url,
+                settings.completion_llm_model,
+                key.get_secret_value() if key is not None else None,
+                settings.completion_llm_timeout_ms / 1000,
+            )
+
+    async def __aenter__(self) -> CompletionService:
+        if self._workers > 0:
+            self._pool = self._start_pool()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        pool, self._pool = self._pool, None
+        try:
+            if pool is not None:
+                # Running jobs end by their deadline; queued ones are dropped.
+                await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+        finally:
+            if self._llm is not None:
+                await self._llm.aclose()
+
+    def _start_pool(self) -> ProcessPoolExecutor:
+        # Spawned, not forked: the server process has threads, and workers need none of its state.
+        pool = ProcessPoolExecutor(
+            self._workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=worker.start_worker,
+        )
+        for _ in range(self._workers):
+            pool.submit(worker.ping)  # start every worker now, so each warms jedi up
+        logger.info("completion pool started (%d workers)", self._workers)
+        return pool
+
+    async def complete(self, request: CompletionRequest) -> Completions:
+        """Items for the cursor of `request`, by the deadline; raise `CompletionError`."""
+        started = time.monotonic()
+        deadline = started + self._deadline
+        pool = self._pool
+        if pool is None:
+            raise CompletionUnavailable("completion is turned off (COLLAB_COMPLETION_WORKERS=0)")
+        if not self._slots.acquire(blocking=False):
+            raise CompletionBusy("too many completion requests in flight")
+        slot = _Slot(self._slots)
+        try:
+            reserve = min(FALLBACK_RESERVE * self._deadline, FALLBACK_RESERVE_MAX)
+            job = Job(
+                request.text,
+                request.index,
+                request.language,
+                request.key,
+                deadline=deadline,
+                jedi_deadline=deadline - reserve,
+            )
+            try:
+                future = pool.submit(worker.run_job, job)
+            except (BrokenProcessPool, RuntimeError) as error:
+                slot.done()
+                self._restart(pool, error)
+                raise CompletionUnavailable("the completion pool is restarting") from error
+            future.add_done_callback(lambda _: slot.done())
+            return await self._answer(request, future, pool, deadline)
+        finally:
+            slot.done()
+
+    async def _answer(
+        self,
+        request: CompletionRequest,
+        future: Future[Completions],
+        pool: ProcessPoolExecutor,
+        deadline: float,
+    ) -> Completions:
+        typed_from = word_start(request.text, request.index, request.language)
+        suggestion: asyncio.Task[Item | None] | None = None
+        if self._llm is not None:
+            remaining = deadline - time.monotonic()
+            suggestion = asyncio.create_task(
+                self._llm.suggest(
+                    request.text, request.index, typed_from, request.language, remaining
+                )
+            )
+        try:
+            try:
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    local = await asyncio.wrap_future(future)
+            except TimeoutError:
+                future.cancel()  # if it has not started; a running job ends by its own deadline
+                local = Completions(typed_from, request.index).degraded("no answer in time")
+            except BrokenProcessPool as error:
+                self._restart(pool, error)
+                raise CompletionUnavailable("the completion pool is restarting") from error
+            if suggestion is None:
+                return local
+            try:
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    item = await suggestion
+            except TimeoutError:
+                return local  # the AI item is an extra: no answer from it is not partial
+            return _with_suggestion(local, item, request.text, typed_from)
+        finally:
+            if suggestion is not None:
+                suggestion.cancel()
+
+    def _restart(self, broken: ProcessPoolExecutor, error: BaseException) -> None:
+        """Replace a pool whose worker died (once, however many requests noticed)."""
+        if self._pool is not broken:
+            return
+        logger.error("completion pool broken (%s); starting a new one", error)
+        broken.shutdown(wait=False, cancel_futures=True)
+        self._pool = self._start_pool()
+
+
+def _with_suggestion(
+    local: Completions, item: Item | None, text: str, typed_from: int
+) -> Completions:
+    """`local` with `item` first, its text fitted from [typed_from, cursor) to `local`'s range."""
+    if item is None:
+        return local
+    insert = item.insert_text
+    if local.start < typed_from:
+        insert = text[local.start : typed_from] + insert
+    elif local.start > typed_from:
+        insert = insert[local.start - typed_from :]
+    item = replace(item, insert_text=insert)
+    others = tuple(other for other in local.items if other.insert_text != insert)
+    return replace(local, items=(item, *others[: MAX_ITEMS - 1]))

@@ -1,0 +1,112 @@
+"""What runs in each completion worker process: warm-up, jedi within a budget, generic fallback.
+
+`ProcessPoolExecutor` calls plain module functions, so each worker process keeps its one `Worker`
+in a module global, set by `start_worker` (the pool's initializer); nothing is built on import.
+
+Jedi cannot be interrupted safely (parso mutates cached trees and writes its pickle cache in
+place), so it runs on a thread of the worker while the worker's main thread waits for it until
+the job's jedi deadline. If jedi is late, the worker answers with generic results and lets jedi
+finish in the background; the next Python job waits for that run (jedi is not thread-safe) within
+its own budget, or falls back too. Every job thus returns by its deadline, plus the generic
+provider's bounded cost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from collab_server.completion.generic import complete_generic, word_start
+from collab_server.completion.job import Completions, Job
+from collab_server.completion.python import JediCompleter
+
+logger = logging.getLogger(__name__)
+
+WARM_UP = (  # first completions that load what most requests need: builtins, os, typing
+    "import os\nos.pa",
+    "import json, sys, collections, typing\njson.",
+    "class A:\n    def method(self):\n        self.value = 1\nA().",
+    "pri",
+)
+_worker: Worker | None = None
+
+
+class _Run:
+    """One jedi call on its own daemon thread (a worker exits without waiting for it)."""
+
+    def __init__(self, name: str, call: Callable[[], Completions | None]) -> None:
+        self.result: Completions | None = None
+        self.failed = False
+        self.done = threading.Event()
+        self._call = call
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self.result = self._call()
+        except Exception:
+            logger.exception("jedi failed")
+            self.failed = True
+        finally:
+            self.done.set()
+
+    def wait_until(self, deadline: float) -> bool:
+        return self.done.wait(max(0.0, deadline - time.monotonic()))
+
+
+class Worker:
+    def __init__(self) -> None:
+        self._jedi = JediCompleter()
+        self._running: _Run | None = None  # a jedi call that may still be going on
+
+    def warm_up(self) -> None:
+        """Load jedi's caches on the jedi thread; jobs are served (generic) meanwhile."""
+        self._running = _Run("jedi warm-up", self._warm_up)
+
+    def _warm_up(self) -> None:
+        for source in WARM_UP:
+            self._jedi.complete(source, len(source), "warm-up")
+
+    def run(self, job: Job) -> Completions:
+        if time.monotonic() >= job.deadline:
+            start = word_start(job.text, job.index, job.language)
+            return Completions(start, job.index).degraded("expired in the queue")
+        if job.language == "python":
+            answer = self._python(job)
+            if answer is not None:
+                return answer
+            return complete_generic(job.text, job.index, job.language).degraded(
+                "jedi was late or failed"
+            )
+        return complete_generic(job.text, job.index, job.language)
+
+    def _python(self, job: Job) -> Completions | None:
+        running = self._running
+        if running is not None and not running.wait_until(job.jedi_deadline):
+            return None  # the previous call still holds jedi
+        run = _Run("jedi", lambda: self._jedi.complete(job.text, job.index, job.key))
+        self._running = run
+        if not run.wait_until(job.jedi_deadline):
+            return None
+        self._running = None
+        return run.result
+
+
+def start_worker() -> None:
+    """The pool's initializer: build this process's worker and start warming jedi."""
+    global _worker
+    _worker = Worker()
+    _worker.warm_up()
+
+
+def run_job(job: Job) -> Completions:
+    if _worker is None:
+        raise RuntimeError("start_worker() has not run in this process")
+    return _worker.run(job)
+
+
+def ping() -> int:
+    """A no-op job: submitting one per worker makes the pool start (and warm) them all."""
+    return 0

@@ -1,0 +1,146 @@
+"""`POST /api/rooms/{room}/complete`: completion items for a cursor in a room's text.
+
+The server completes against its own copy of the document; the client sends only where the cursor
+is, in the units editors count (UTF-16 code units), and gets back the range to replace in the same
+units, so a CodeMirror completion source can use the answer as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from collab_server.completion import (
+    CompletionBusy,
+    CompletionError,
+    CompletionRequest,
+    Completions,
+    CompletionService,
+)
+from collab_server.languages import DEFAULT_LANGUAGE
+from collab_server.positions import (
+    PositionError,
+    index_from_line_column,
+    index_from_utf16,
+    utf16_from_index,
+    utf16_length,
+)
+from collab_server.rooms.document import META_MAP
+from collab_server.rooms.registry import ROOM_ID_PATTERN, RoomRegistry, is_valid_room_id
+from collab_server.transport.errors import ApiError
+from collab_server.transport.rest import DEFAULT_TEXT
+
+logger = logging.getLogger(__name__)
+
+Position = Annotated[int, Field(ge=0, strict=True)]
+TextName = Annotated[str, StringConstraints(pattern=f"^{ROOM_ID_PATTERN.pattern}$")]
+RETRY_AFTER_SECONDS = 1
+
+
+class CompleteBody(BaseModel):
+    """Where the cursor is: `offset`, or `line` and `column` (0-based, UTF-16 code units)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: TextName = Field(DEFAULT_TEXT, description="The shared text, as in /text?name=.")
+    line: Position | None = None
+    column: Position | None = None
+    offset: Position | None = None
+
+    @model_validator(mode="after")
+    def _one_position(self) -> CompleteBody:
+        by_line = self.line is not None or self.column is not None
+        if self.name == META_MAP:
+            raise ValueError(f"{META_MAP!r} is not a text name")
+        if self.offset is not None and by_line:
+            raise ValueError("give either offset or line and column, not both")
+        if self.offset is None and (self.line is None or self.column is None):
+            raise ValueError("give offset, or both line and column")
+        return self
+
+
+class CompletionItem(BaseModel):
+    label: str
+    kind: str  # a CodeMirror completion type: class, function, keyword, variable, ...
+    detail: str | None
+    insert_text: str
+
+
+class CompletionAnswer(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: int = Field(alias="from")  # UTF-16 offsets into the text: the range items replace
+    to: int
+    items: list[CompletionItem]
+    provider: str  # "jedi", "generic", or "none" when nothing answered in time
+    partial: bool  # part of the document or of the providers was left out (deadline, size)
+
+
+def _service(request: Request) -> CompletionService:
+    service: CompletionService = request.app.state.completion
+    return service
+
+
+async def complete(request: Request) -> Response:
+    room_id = request.path_params["room"]
+    registry: RoomRegistry = request.app.state.registry
+    if not is_valid_room_id(room_id) or await registry.store.get_room(room_id) is None:
+        raise ApiError(404, "room_not_found", f"no room {room_id!r}")
+    try:
+        body = CompleteBody.model_validate_json(await request.body())
+    except ValidationError as error:
+        raise ApiError.invalid_body(error) from error
+    async with registry.lease(room_id) as room:
+        text = str(room.text(body.name))
+        language = room.language or DEFAULT_LANGUAGE
+    try:
+        if body.offset is not None:
+            cursor = body.offset
+            index = index_from_utf16(text, cursor)
+        else:
+            assert body.line is not None and body.column is not None
+            index = index_from_line_column(text, body.line, body.column)
+            cursor = utf16_from_index(text, index)
+    except PositionError as error:
+        raise ApiError(422, "invalid_position", str(error)) from error
+    try:
+        answer = await _service(request).complete(
+            CompletionRequest(text, index, language, key=f"{room_id}/{body.name}")
+        )
+    except CompletionError as error:
+        code = "completion_busy" if isinstance(error, CompletionBusy) else "completion_unavailable"
+        raise ApiError(503, code, str(error)) from error
+    if answer.partial:
+        logger.debug("room %s: partial completion: %s", room_id, "; ".join(answer.notes))
+    return _response(answer, text, index, cursor)
+
+
+def _response(answer: Completions, text: str, index: int, cursor: int) -> JSONResponse:
+    view = CompletionAnswer(
+        from_=cursor - utf16_length(text[answer.start : index]),
+        to=cursor + utf16_length(text[index : answer.end]),
+        items=[
+            CompletionItem(
+                label=item.label, kind=item.kind, detail=item.detail, insert_text=item.insert_text
+            )
+            for item in answer.items
+        ],
+        provider=answer.provider,
+        partial=answer.partial,
+    )
+    return JSONResponse(view.model_dump(mode="json", by_alias=True))
+
+
+routes = [Route("/api/rooms/{room}/complete", complete, methods=["POST"])]
