@@ -1,0 +1,159 @@
+"""The completion service's limits and fallbacks: the admission bound, the AI provider and its
+failures, a worker that dies, a 1 MB document, completion turned off. Real servers throughout;
+the only stand-in is the AI endpoint, a real HTTP server speaking the OpenAI API."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from collab_server.settings import Settings
+from tests.conftest import RunningServer, run_server
+from tests.fake_llm import Mode, fake_llm
+
+pytestmark = pytest.mark.anyio
+
+PYTHON = "import os\nos.pa"
+JS = "const counter = 1;\nco"  # served by the generic provider: no wait for jedi's warm-up
+
+
+@asynccontextmanager
+async def serving(**settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+    values: dict[str, Any] = {
+        "store_url": "memory://",
+        "completion_workers": 1,
+        "completion_deadline_ms": 30_000,
+        **settings,
+    }
+    async with run_server(Settings(**values)) as running:
+        async with httpx.AsyncClient(base_url=running.http_url, timeout=60) as http:
+            yield http
+
+
+async def room_with(http: httpx.AsyncClient, room: str, language: str, text: str) -> None:
+    assert (await http.post("/api/rooms", json={"id": room, "language": language})).is_success
+    assert (await http.put(f"/api/rooms/{room}/text", content=text.encode())).is_success
+
+
+async def complete_end(http: httpx.AsyncClient, room: str, text: str) -> httpx.Response:
+    return await http.post(f"/api/rooms/{room}/complete", json={"offset": len(text)})
+
+
+def labels(response: httpx.Response) -> list[str]:
+    return [item["label"] for item in response.json()["items"]]
+
+
+# -- the AI provider --------------------------------------------------------------------------
+
+
+async def test_ai_continuation_is_offered_first() -> None:
+    async with fake_llm("unter += 1;\n") as llm:
+        async with serving(
+            completion_llm_url=llm.url,
+            completion_llm_model="tiny-coder",
+            completion_llm_key="sekrit",
+            completion_llm_timeout_ms=30_000,
+        ) as http:
+            await room_with(http, "js", "javascript", JS)
+            response = await complete_end(http, "js", JS)
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["items"][0] == {
+        "label": "counter += 1;",
+        "kind": "text",
+        "detail": "AI · tiny-coder",
+        "insert_text": "counter += 1;\n",  # replaces "co", like the other items
+    }
+    assert "counter" in labels(response)[1:]  # the local items follow
+    assert (answer["from"], answer["to"]) == (len(JS) - 2, len(JS))
+    sent = llm.requests[0]
+    assert sent["model"] == "tiny-coder"
+    assert sent["messages"][-1]["content"] == JS + "<CURSOR>"
+    assert llm.headers[0]["authorization"] == "Bearer sekrit"
+
+
+@pytest.mark.parametrize("mode", ["error", "garbage", "hold"])
+async def test_ai_failures_leave_the_local_items(mode: Mode) -> None:
+    async with fake_llm("unter") as llm:
+        llm.mode = mode
+        async with serving(completion_llm_url=llm.url, completion_llm_timeout_ms=200) as http:
+            await room_with(http, "js", "javascript", JS)
+            response = await complete_end(http, "js", JS)
+            assert llm.requests  # it was asked
+    assert response.status_code == 200
+    assert labels(response) == ["counter", "const", "console", "continue"]
+
+
+# -- limits -----------------------------------------------------------------------------------
+
+
+async def test_requests_over_the_bound_get_503() -> None:
+    async with fake_llm("th") as llm:
+        llm.mode = "hold"
+        async with serving(
+            completion_queue=1, completion_llm_url=llm.url, completion_llm_timeout_ms=30_000
+        ) as http:
+            await room_with(http, "js", "javascript", JS)
+            async with anyio.create_task_group() as tasks:
+                first: list[httpx.Response] = []
+
+                async def hold_the_only_slot() -> None:
+                    first.append(await complete_end(http, "js", JS))
+
+                tasks.start_soon(hold_the_only_slot)
+                with anyio.fail_after(30):
+                    await llm.received.wait()  # the first request is in flight
+                refused = await complete_end(http, "js", JS)
+                llm.release.set()
+            again = await complete_end(http, "js", JS)
+    assert refused.status_code == 503
+    assert refused.json()["error"] == "completion_busy"
+    assert first[0].status_code == 200
+    assert again.status_code == 200  # the slot was given back
+
+
+async def test_a_dead_worker_is_replaced() -> None:
+    async with serving() as http:
+        await room_with(http, "js", "javascript", JS)
+        assert (await complete_end(http, "js", JS)).status_code == 200
+        workers = multiprocessing.active_children()
+        assert len(workers) == 1
+        workers[0].kill()
+        broken = await complete_end(http, "js", JS)
+        assert broken.status_code == 503
+        assert broken.json()["error"] == "completion_unavailable"
+        healed = await complete_end(http, "js", JS)
+    assert healed.status_code == 200
+    assert "counter" in labels(healed)
+
+
+async def test_a_1mb_document_answers_with_the_default_deadline() -> None:
+    block = "".join(
+        f"class Model{i}:\n    def save(self, value):\n        self.value{i} = value\n\n"
+        for i in range(200)
+    )
+    text = block * (1_000_000 // len(block) + 1)
+    middle = text.index("self.value", len(text) // 2) + len("self.va")
+    async with serving(completion_deadline_ms=500) as http:
+        await room_with(http, "big", "python", text)
+        response = await http.post("/api/rooms/big/complete", json={"offset": middle})
+    assert len(text.encode()) > 1_000_000
+    assert response.status_code == 200
+    answer = response.json()
+    assert (answer["from"], answer["to"]) == (middle - 2, middle)
+    assert answer["partial"] is True  # jedi saw a window, or the generic provider did
+    assert all("va" in item["label"].lower() for item in answer["items"])
+
+
+async def test_completion_turned_off(server: RunningServer) -> None:
+    async with server.http() as http:
+        await room_with(http, "p", "python", PYTHON)
+        response = await complete_end(http, "p", PYTHON)
+    assert response.status_code == 503
+    assert response.json()["error"] == "completion_unavailable"
