@@ -2,22 +2,19 @@
 
 `POST {url}/chat/completions` (or `url` itself when it already ends so) with the code around the
 cursor; the answer becomes one more item. Every failure (connection, status, timeout, a body of
-the wrong shape, an empty answer) gives no item and a log line: the local providers' answer is
-never held up or lost because of this one.
+the wrong shape) raises `LlmError`, which the service logs: the local providers' answer is never
+held up past the deadline nor lost because of this one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
 from collab_server.completion.job import Item
-
-logger = logging.getLogger(__name__)
 
 CONTEXT_BEFORE = 4000  # characters of the document sent before the cursor
 CONTEXT_AFTER = 1000  # and after it
@@ -65,15 +62,16 @@ class LlmClient:
     ) -> Item | None:
         """One item continuing `text` at `index`; it replaces [typed_from, index) like the others.
 
-        None when the endpoint fails, has nothing to add, or is late: it gets `budget` seconds
-        (the request's remaining time), at most the configured timeout.
+        None when the model has nothing to add; `LlmError` when the endpoint fails or is late. It
+        gets `budget` seconds (the request's remaining time), at most the configured timeout.
         """
         try:
             async with asyncio.timeout(min(budget, self._timeout)):
                 continuation = await self._continuation(text, index, language)
-        except (TimeoutError, httpx.HTTPError, LlmError) as error:
-            logger.warning("AI completion from %s failed: %r", self._endpoint, error)
-            return None
+        except TimeoutError as error:
+            raise LlmError(f"no answer from {self._endpoint} in time") from error
+        except httpx.HTTPError as error:
+            raise LlmError(f"{self._endpoint}: {error!r}") from error
         typed = text[typed_from:index]
         if typed and continuation.startswith(typed):
             continuation = continuation[len(typed) :]  # the model repeated the word being typed
@@ -99,11 +97,11 @@ class LlmClient:
         }
         response = await self._http.post(self._endpoint, json=body)
         if response.status_code != 200:
-            raise LlmError(f"HTTP {response.status_code}: {response.text[:200]!r}")
+            raise LlmError(f"{self._endpoint}: HTTP {response.status_code}")
         try:
             answer = _ChatAnswer.model_validate_json(response.content)
         except ValidationError as error:
-            raise LlmError(f"unexpected answer: {error.error_count()} errors") from error
+            raise LlmError(f"{self._endpoint}: not a chat completion answer") from error
         if not answer.choices or not answer.choices[0].message.content:
-            raise LlmError("empty answer")
+            return ""
         return _FENCE.sub("", answer.choices[0].message.content)

@@ -23,7 +23,7 @@ from types import TracebackType
 from collab_server.completion import worker
 from collab_server.completion.generic import word_start
 from collab_server.completion.job import MAX_ITEMS, Completions, Item, Job
-from collab_server.completion.llm import LlmClient
+from collab_server.completion.llm import LlmClient, LlmError
 from collab_server.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -177,8 +177,10 @@ class CompletionService:
             try:
                 async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                     item = await suggestion
-            except TimeoutError:
-                return local  # the AI item is an extra: no answer from it is not partial
+            except (TimeoutError, LlmError) as error:
+                # The AI item is an extra: without it the answer is not partial.
+                logger.warning("%s: AI completion failed: %s", request.key, error)
+                return local
             return _with_suggestion(local, item, request.text, typed_from)
         finally:
             if suggestion is not None:
