@@ -14,6 +14,7 @@ provider's bounded cost.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ WARM_UP = (  # first completions that load what most requests need: builtins, os
     "class A:\n    def method(self):\n        self.value = 1\nA().",
     "pri",
 )
+NICENESS = 10  # workers yield the CPU to the server process, which relays keystrokes
 _worker: Worker | None = None
 
 
@@ -97,6 +99,7 @@ class Worker:
 def start_worker() -> None:
     """The pool's initializer: build this process's worker and start warming jedi."""
     global _worker
+    os.nice(NICENESS)
     _worker = Worker()
     _worker.warm_up()
 
