@@ -6,16 +6,20 @@ tested is what the providers answer, never how fast this machine is (timings liv
 
 from __future__ import annotations
 
+import base64
 import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
+from pycrdt import Doc, Text
 
 from collab_server.languages import LANGUAGES
 from collab_server.settings import Settings
 from tests.conftest import RunningServer, run_server
+from tests.yclient import yclient
 
 pytestmark = pytest.mark.anyio
 _rooms = itertools.count()
@@ -210,6 +214,37 @@ async def test_text_name_and_empty_document(http: httpx.AsyncClient) -> None:
     assert answer == {"from": 0, "to": 0, "items": [], "provider": "generic", "partial": False}
 
 
+async def test_waits_for_the_edit_the_client_made_before_asking(
+    completing: RunningServer, http: httpx.AsyncClient
+) -> None:
+    text = "const counter = 1;\n"
+    room = await room_with(http, "javascript", text)
+    async with yclient(completing.ws_url, room) as client:
+        # The keystroke "co" exists on the client and its state vector counts it, but it
+        # reaches the server (over the WebSocket) only after the completion request.
+        typing: Doc[Any] = Doc()
+        typing.apply_update(client.doc.get_update())
+        typing.get("codemirror", type=Text).insert(len(text), "co")
+        state_vector = base64.b64encode(typing.get_state()).decode()
+        answers: list[dict[str, Any]] = []
+
+        async def ask() -> None:
+            position = {"offset": len(text) + 2, "state_vector": state_vector}
+            answers.append(await complete(http, room, **position))
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(ask)
+            # The server runs in this event loop: once every task is blocked, the request has
+            # reached its handler, which must be waiting for the edit rather than answering.
+            await anyio.wait_all_tasks_blocked()
+            assert answers == []
+            client.doc.apply_update(typing.get_update(client.doc.get_state()))
+    answer = answers[0]
+    assert (answer["from"], answer["to"]) == (len(text), len(text) + 2)
+    assert "counter" in labels(answer)
+    assert "const" in labels(answer)
+
+
 # -- bad input --------------------------------------------------------------------------------
 
 
@@ -229,6 +264,8 @@ async def test_text_name_and_empty_document(http: httpx.AsyncClient) -> None:
         ({"offset": 1, "name": "meta"}, 422, "invalid_body"),
         ({"offset": 1, "name": "no/slash"}, 422, "invalid_body"),
         ({"offset": 1, "extra": True}, 422, "invalid_body"),
+        ({"offset": 1, "state_vector": "not base64!"}, 422, "invalid_state_vector"),
+        ({"offset": 1, "state_vector": "AQ=="}, 422, "invalid_state_vector"),  # truncated
     ],
 )
 async def test_bad_positions(

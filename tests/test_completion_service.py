@@ -4,6 +4,7 @@ the only stand-in is the AI endpoint, a real HTTP server speaking the OpenAI API
 
 from __future__ import annotations
 
+import base64
 import multiprocessing
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -149,6 +150,18 @@ async def test_a_1mb_document_answers_with_the_default_deadline() -> None:
     assert (answer["from"], answer["to"]) == (middle - 2, middle)
     assert answer["partial"] is True  # jedi saw a window, or the generic provider did
     assert all("va" in item["label"].lower() for item in answer["items"])
+
+
+async def test_a_state_vector_the_server_never_gets_answers_409() -> None:
+    async with serving(completion_deadline_ms=200) as http:
+        await room_with(http, "js", "javascript", JS)
+        # client 12345 has 3 items the server never receives
+        ahead = base64.b64encode(bytes([1, 0xB9, 0x60, 3])).decode()
+        response = await http.post(
+            "/api/rooms/js/complete", json={"offset": len(JS), "state_vector": ahead}
+        )
+    assert response.status_code == 409
+    assert response.json()["error"] == "document_behind"
 
 
 async def test_completion_turned_off(server: RunningServer) -> None:

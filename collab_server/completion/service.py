@@ -115,10 +115,13 @@ class CompletionService:
         logger.info("completion pool started (%d workers)", self._workers)
         return pool
 
-    async def complete(self, request: CompletionRequest) -> Completions:
-        """Items for the cursor of `request`, by the deadline; raise `CompletionError`."""
-        started = time.monotonic()
-        deadline = started + self._deadline
+    async def complete(
+        self, request: CompletionRequest, deadline: float | None = None
+    ) -> Completions:
+        """Items for the cursor of `request` by `deadline` (`time.monotonic()`; by default the
+        configured time from now); raise `CompletionError`."""
+        if deadline is None:
+            deadline = time.monotonic() + self._deadline
         pool = self._pool
         if pool is None:
             raise CompletionUnavailable("completion is turned off (COLLAB_COMPLETION_WORKERS=0)")
@@ -126,7 +129,7 @@ class CompletionService:
             raise CompletionBusy("too many completion requests in flight")
         slot = _Slot(self._slots)
         try:
-            reserve = min(FALLBACK_RESERVE * self._deadline, FALLBACK_RESERVE_MAX)
+            reserve = min(FALLBACK_RESERVE * (deadline - time.monotonic()), FALLBACK_RESERVE_MAX)
             job = Job(
                 request.text,
                 request.index,

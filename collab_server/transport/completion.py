@@ -7,7 +7,11 @@ units, so a CodeMirror completion source can use the answer as it is.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
 import logging
+import time
 from typing import Annotated
 
 from pydantic import (
@@ -37,8 +41,11 @@ from collab_server.positions import (
     utf16_from_index,
     utf16_length,
 )
+from collab_server.protocol import ProtocolError
+from collab_server.rooms.catch_up import caught_up, decode_state_vector
 from collab_server.rooms.document import META_MAP
 from collab_server.rooms.registry import ROOM_ID_PATTERN, RoomRegistry, is_valid_room_id
+from collab_server.settings import Settings
 from collab_server.transport.errors import ApiError
 from collab_server.transport.rest import DEFAULT_TEXT
 
@@ -58,6 +65,12 @@ class CompleteBody(BaseModel):
     line: Position | None = None
     column: Position | None = None
     offset: Position | None = None
+    state_vector: str | None = Field(
+        None,
+        max_length=65_536,
+        description="base64 of Y.encodeStateVector(doc) when the client asked: the server first "
+        "waits (within the deadline) until its copy holds all of it.",
+    )
 
     @model_validator(mode="after")
     def _one_position(self) -> CompleteBody:
@@ -94,6 +107,8 @@ def _service(request: Request) -> CompletionService:
 
 
 async def complete(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    deadline = time.monotonic() + settings.completion_deadline_ms / 1000
     room_id = request.path_params["room"]
     registry: RoomRegistry = request.app.state.registry
     if not is_valid_room_id(room_id) or await registry.store.get_room(room_id) is None:
@@ -102,7 +117,15 @@ async def complete(request: Request) -> Response:
         body = CompleteBody.model_validate_json(await request.body())
     except ValidationError as error:
         raise ApiError.invalid_body(error) from error
+    wanted = _state_vector(body.state_vector)
     async with registry.lease(room_id) as room:
+        if wanted:
+            try:
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    await caught_up(room, wanted)
+            except TimeoutError as error:
+                detail = "the server has not received the client's latest edits yet; retry"
+                raise ApiError(409, "document_behind", detail) from error
         text = str(room.text(body.name))
         language = room.language or DEFAULT_LANGUAGE
     try:
@@ -117,7 +140,7 @@ async def complete(request: Request) -> Response:
         raise ApiError(422, "invalid_position", str(error)) from error
     try:
         answer = await _service(request).complete(
-            CompletionRequest(text, index, language, key=f"{room_id}/{body.name}")
+            CompletionRequest(text, index, language, key=f"{room_id}/{body.name}"), deadline
         )
     except CompletionError as error:
         code = "completion_busy" if isinstance(error, CompletionBusy) else "completion_unavailable"
@@ -125,6 +148,17 @@ async def complete(request: Request) -> Response:
     if answer.partial:
         logger.debug("room %s: partial completion: %s", room_id, "; ".join(answer.notes))
     return _response(answer, text, index, cursor)
+
+
+def _state_vector(encoded: str | None) -> dict[int, int]:
+    if encoded is None:
+        return {}
+    try:
+        return decode_state_vector(base64.b64decode(encoded, validate=True))
+    except (binascii.Error, ProtocolError) as error:
+        raise ApiError(
+            422, "invalid_state_vector", f"not a base64 Yjs state vector: {error}"
+        ) from error
 
 
 def _response(answer: Completions, text: str, index: int, cursor: int) -> JSONResponse:
