@@ -54,11 +54,12 @@ class Settings(BaseSettings):
         "by default taken from each request.",
     )
     completion_workers: int = Field(
-        1,
+        2,
         ge=0,
         le=64,
         description="Worker processes that compute code completion (jedi for Python, the generic "
-        "provider for the rest); 0 turns completion off (the endpoint answers 503).",
+        "provider for the rest), at a lower CPU priority than the server; about 125 MB each. "
+        "0 turns completion off (the endpoint answers 503).",
     )
     completion_queue: int = Field(
         8,

@@ -33,6 +33,7 @@ from collab_server.completion import (
     Completions,
     CompletionService,
 )
+from collab_server.completion.job import Kind, Provider
 from collab_server.languages import DEFAULT_LANGUAGE
 from collab_server.positions import (
     PositionError,
@@ -86,7 +87,7 @@ class CompleteBody(BaseModel):
 
 class CompletionItem(BaseModel):
     label: str
-    kind: str  # a CodeMirror completion type: class, function, keyword, variable, ...
+    kind: Kind  # a CodeMirror completion type (its icon): class, function, keyword, ...
     detail: str | None
     insert_text: str
 
@@ -97,7 +98,7 @@ class CompletionAnswer(BaseModel):
     from_: int = Field(alias="from")  # UTF-16 offsets into the text: the range items replace
     to: int
     items: list[CompletionItem]
-    provider: str  # "jedi", "generic", or "none" when nothing answered in time
+    provider: Provider  # "jedi", "generic", or "none" when nothing answered in time
     partial: bool  # part of the document or of the providers was left out (deadline, size)
 
 
