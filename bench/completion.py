@@ -229,6 +229,7 @@ async def main() -> None:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
             await http.post("/api/rooms", json={"id": "py", "language": "python"})
             await http.put("/api/rooms/py/text", content=text.encode())
+            ready = time.perf_counter()
             first = Completed()
             await complete_once(http, "py", offsets[0], first)
             # Let the workers finish warming up before measuring steady state.
@@ -237,7 +238,13 @@ async def main() -> None:
                 while not warm.statuses["jedi"]:
                     warm = Completed()
                     await complete_once(http, "py", offsets[0], warm)
+            warm_after = time.perf_counter() - ready
             sequential = await completion_latency(http, "py", offsets)
+            big_text = text * (1_000_000 // len(text) + 1)
+            await http.post("/api/rooms", json={"id": "big", "language": "python"})
+            await http.put("/api/rooms/big/text", content=big_text.encode())
+            big_offsets = [o + len(text) * (k % 28) for k, o in enumerate(offsets[:100])]
+            big = await completion_latency(http, "big", big_offsets)
         quiet: list[float] = []
         loaded: list[float] = []
         load = Completed()
@@ -256,14 +263,17 @@ async def main() -> None:
 
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, workers={arguments.workers}")
     print(f"file: first 1000 lines of {SOURCE} ({len(text)} chars)")
-    print(f"\nfirst request after start: {ms(first.latencies[0])} ms {dict(first.statuses)}\n")
+    print(f"\nfirst request after start: {ms(first.latencies[0])} ms {dict(first.statuses)}")
+    print(f"first jedi answer {ms(warm_after)} ms after the server was ready\n")
     print("| measurement | n | p50 ms | p95 ms | p99 ms | max ms |")
     print("|---|---|---|---|---|---|")
     print(describe("completion, sequential", sequential.latencies))
+    print(describe(f"completion, sequential, 1 MB file ({len(big_text)} chars)", big.latencies))
     print(describe("completion, during relay", load.latencies))
     print(describe("relay, no completion", quiet))
     print(describe(f"relay, {arguments.rate:g} completions/s", loaded))
     print(f"\nsequential answers: {dict(sequential.statuses)}")
+    print(f"1 MB file answers: {dict(big.statuses)}")
     print(f"answers under relay: {dict(load.statuses)}")
     print(f"server log: {log}")
 
