@@ -86,6 +86,33 @@ async function waitConverged (pages, fragments, what) {
   })
 }
 
+/** The completion popup's labels and which one is selected, or null when it is closed. */
+const completionPopup = (page) => page.evaluate(() => {
+  const items = [...document.querySelectorAll('.cm-tooltip-autocomplete li')]
+  if (items.length === 0) return null
+  return {
+    labels: items.map((item) => item.querySelector('.cm-completionLabel').textContent),
+    kinds: items.map((item) => [...item.querySelector('.cm-completionIcon').classList].pop().replace('cm-completionIcon-', '')),
+    selected: items.findIndex((item) => item.hasAttribute('aria-selected'))
+  }
+})
+
+/**
+ * Wait until `page` shows a completion popup offering `label`, then until it takes keys (the
+ * editor ignores keys for its interactionDelay after the popup opens, so that a quick Enter
+ * stays a newline). Returns what the popup shows.
+ */
+async function waitCompletion (page, label) {
+  const handle = await waitFor(`${page.who}'s completion popup to offer ${label}`, page, (wanted) => {
+    const labels = [...document.querySelectorAll('.cm-tooltip-autocomplete .cm-completionLabel')]
+    return labels.some((item) => item.textContent === wanted) && Date.now()
+  }, label)
+  const seenAt = await handle.jsonValue()
+  await waitFor(`${page.who}'s popup to take keys`, page,
+    (since) => Date.now() - since >= window.collab.completion.interactionDelay, seenAt)
+  return completionPopup(page)
+}
+
 async function serverText (roomId) {
   const response = await fetch(`${origin}/api/rooms/${roomId}/text?name=codemirror`)
   check(response.ok, `GET text answered ${response.status}`)
@@ -111,13 +138,16 @@ await mkdir(artifacts, { recursive: true })
 const browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS })
 const pages = new Map() // screenshot name -> page
 const problems = []
+const completionRequests = new Map() // person -> how many completion requests their page made
 let exitCode = 0
 
 async function newPerson (name, viewport) {
   const context = await browser.newContext({ viewport, acceptDownloads: true })
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin })
+  completionRequests.set(name, 0)
   context.on('request', (request) => {
     const url = new URL(request.url())
+    if (url.pathname.endsWith('/complete')) completionRequests.set(name, completionRequests.get(name) + 1)
     if (!['data:', 'blob:'].includes(url.protocol) && url.origin !== origin &&
         url.origin !== origin.replace(/^http/, 'ws')) {
       problems.push(`${name} requested ${request.url()}: the page must only talk to its server`)
@@ -282,6 +312,48 @@ try {
     const label = [...document.querySelectorAll('.cm-ySelectionInfo')].find((info) => info.textContent === 'Alice')
     return label?.closest('.cm-line') === [...document.querySelectorAll('.cm-line')].pop()
   })
+
+  // -- code completion from the server, on the typing page only --------------------------------
+  // Alice (keyboard) types `os.pa` and takes `path` from the popup with the arrows and Enter.
+  const asked = Object.fromEntries(completionRequests)
+  await a.keyboard.press('Enter')
+  await a.keyboard.type('import os', { delay: 20 })
+  await a.keyboard.press('Escape') // closes the popup for `os` (shown or coming): Enter is a newline
+  await a.keyboard.press('Enter')
+  await a.keyboard.type('os.pa', { delay: 20 })
+  const popup = await waitCompletion(a, 'path')
+  await a.screenshot({ path: path.join(artifacts, 'completion-1280.png') })
+  const target = popup.labels.indexOf('path')
+  check(popup.kinds[target] === 'property', `path should show as a property, not ${popup.kinds[target]}`)
+  for (let step = popup.selected; step !== target; step += Math.sign(target - step)) {
+    await a.keyboard.press(target > step ? 'ArrowDown' : 'ArrowUp')
+  }
+  const chosen = await completionPopup(a)
+  check(chosen.labels[chosen.selected] === 'path', `the arrows should select path, not ${chosen.labels[chosen.selected]}`)
+  await a.keyboard.press('Enter')
+  text = await waitConverged([a, b], ['\nimport os\nos.path'], 'both pages to show the accepted completion')
+  check(text.endsWith('\nimport os\nos.path'), 'Enter should insert `path` and nothing else')
+  check(await completionPopup(a) === null, 'the popup should close once a completion is taken')
+  check(await serverText(roomId) === text, 'the server\'s copy should hold the completion')
+  check(completionRequests.get('Alice') > asked.Alice, 'Alice\'s page should have asked the server')
+  check(completionRequests.get('Bob') === asked.Bob, 'Bob\'s page must not ask for completions of Alice\'s typing')
+  check(await completionPopup(b) === null, 'Bob\'s page must not show a popup for Alice\'s typing')
+  log('completion taken with the keyboard', { requests: completionRequests.get('Alice') - asked.Alice })
+
+  // Bob (mouse, 400 px) types inside a call and clicks `getcwd`.
+  const aliceAsked = completionRequests.get('Alice')
+  await b.locator('.cm-content').click()
+  await b.keyboard.press('Control+End')
+  await b.keyboard.press('Enter')
+  await b.keyboard.type('print(os.getcw', { delay: 20 }) // the editor closes the bracket
+  await waitCompletion(b, 'getcwd')
+  check(await b.evaluate(() => document.documentElement.scrollWidth <= innerWidth), 'the popup should fit 400 px')
+  await b.screenshot({ path: path.join(artifacts, 'completion-400.png') })
+  await b.locator('.cm-tooltip-autocomplete li', { has: b.locator('.cm-completionLabel', { hasText: /^getcwd$/ }) }).click()
+  text = await waitConverged([a, b], ['\nimport os\nos.path\nprint(os.getcwd)'], 'both pages to show Bob\'s completion')
+  check(await serverText(roomId) === text, 'the server\'s copy should hold Bob\'s completion')
+  check(completionRequests.get('Alice') === aliceAsked, 'Alice\'s page must not ask for completions of Bob\'s typing')
+  log('completion taken with the mouse')
 
   await lobbyRow(2).waitFor({ timeout: WAIT })
   await lobby.screenshot({ path: path.join(artifacts, 'lobby-1280.png') })

@@ -15,7 +15,8 @@ import {
   bracketMatching, defaultHighlightStyle, foldGutter, foldKeymap, indentOnInput, syntaxHighlighting
 } from '@codemirror/language'
 import { highlightSelectionMatches, searchKeymap } from '@codemirror/search'
-import { autocompletion, closeBrackets, closeBracketsKeymap, completionKeymap } from '@codemirror/autocomplete'
+import { closeBrackets, closeBracketsKeymap } from '@codemirror/autocomplete'
+import { INTERACTION_DELAY, serverCompletion } from './completion.js'
 import { trackConnection } from './connection.js'
 import { loadIdentity } from './identity.js'
 import { DEFAULT_LANGUAGE, fillLanguageSelect, languageById } from './languages.js'
@@ -99,7 +100,12 @@ const view = new EditorView({
       syntaxHighlighting(defaultHighlightStyle, { fallback: true }),
       bracketMatching(),
       closeBrackets(),
-      autocompletion(),
+      serverCompletion({
+        completeUrl: new URL(`api/rooms/${encodeURIComponent(roomId)}/complete`, serverRoot),
+        doc,
+        isConnected: () => provider.wsconnected && provider.synced,
+        language: () => languageById(meta.get(LANGUAGE_KEY)).id
+      }),
       rectangularSelection(),
       crosshairCursor(),
       highlightActiveLine(),
@@ -110,7 +116,6 @@ const view = new EditorView({
         ...defaultKeymap,
         ...searchKeymap,
         ...foldKeymap,
-        ...completionKeymap,
         indentWithTab // Escape, then Tab, moves focus out of the editor
       ]),
       languageSlot.of([]),
@@ -252,4 +257,4 @@ $('room-name').textContent = roomId
 provider.once('sync', showRoomName)
 
 // For the browser tests, and for anyone poking at a room from the console.
-window.collab = { doc, ytext, meta, provider, awareness, undoManager, view }
+window.collab = { doc, ytext, meta, provider, awareness, undoManager, view, completion: { interactionDelay: INTERACTION_DELAY } }

@@ -1,0 +1,1 @@
+import{a,b,c,d,e}from"./chunk-KGINX55F.js";import"./chunk-M7WKINAZ.js";import"./chunk-PT5UM3FK.js";import"./chunk-5APQY77V.js";import"./chunk-DZF6F6LK.js";import"./chunk-ML6IREDV.js";export{e as autoCloseTags,d as html,a as htmlCompletionSource,b as htmlCompletionSourceWith,c as htmlLanguage};

@@ -1,1 +1,0 @@
-import{a,b,c,d,e}from"./chunk-GG2V7UCR.js";import"./chunk-M7WKINAZ.js";import"./chunk-GOACSEKY.js";import"./chunk-QXHPUI4M.js";import"./chunk-DZF6F6LK.js";import"./chunk-ML6IREDV.js";export{e as autoCloseTags,d as html,a as htmlCompletionSource,b as htmlCompletionSourceWith,c as htmlLanguage};
