@@ -26,7 +26,7 @@ const WORD_CHARS = { javascript: '$', typescript: '$', css: '-', html: '-' }
 const wordClass = (language) => `[\\p{L}\\p{N}_${WORD_CHARS[language] ?? ''}]`
 
 // Syntax nodes where typing is prose, not code: no popup unless asked for (Ctrl+Space).
-const PROSE_NODE = /Comment$|^(String|RawString|StringLiteral|TextBlock|FormatString|TemplateString|Docstring)$/
+const PROSE_NODE = /Comment|^(String|RawString|StringLiteral|TextBlock|FormatString|TemplateString|SystemLibString)$/
 
 /**
  * The autocompletion extension for one room: CodeMirror's popup, fed by the server only.
