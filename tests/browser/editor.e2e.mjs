@@ -347,7 +347,10 @@ try {
   await b.keyboard.press('Enter')
   await b.keyboard.type('print(os.getcw', { delay: 20 }) // the editor closes the bracket
   await waitCompletion(b, 'getcwd')
-  check(await b.evaluate(() => document.documentElement.scrollWidth <= innerWidth), 'the popup should fit 400 px')
+  check(await b.evaluate(() => {
+    const box = document.querySelector('.cm-tooltip-autocomplete').getBoundingClientRect()
+    return box.left >= 0 && box.right <= innerWidth && document.documentElement.scrollWidth <= innerWidth
+  }), 'the popup should fit 400 px')
   await b.screenshot({ path: path.join(artifacts, 'completion-400.png') })
   await b.locator('.cm-tooltip-autocomplete li', { has: b.locator('.cm-completionLabel', { hasText: /^getcwd$/ }) }).click()
   text = await waitConverged([a, b], ['\nimport os\nos.path\nprint(os.getcwd)'], 'both pages to show Bob\'s completion')
