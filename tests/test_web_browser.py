@@ -28,9 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "tests" / "browser" / "editor.e2e.mjs"
 ARTIFACTS = ROOT / "artifacts" / "web"
 CHROMIUM = Path("/usr/bin/chromium")
-RUN_SECONDS = 90  # the script's own waits are 10 s at most; it takes ~10 s in all
+RUN_SECONDS = 90  # the script's own waits are 10 s at most; it takes ~15 s in all
 WARM_UP_SECONDS = 60  # a worker starts and warms jedi in 1-4 s here, more on a loaded machine
 WARM_UP_ROOM = "jedi-warm-up"
+WARM_UP_TEXT = "import os\nos.pa"  # completing `path` needs jedi; the generic provider lacks it
 
 
 @pytest.fixture
@@ -49,11 +50,13 @@ async def _warm_up_jedi(server: RunningServer) -> None:
     async with server.http() as http:
         created = await http.post("/api/rooms", json={"id": WARM_UP_ROOM, "language": "python"})
         assert created.status_code == 201, created.text
-        await http.put(f"/api/rooms/{WARM_UP_ROOM}/text", content=b"import os\nos.pa")
+        written = await http.put(f"/api/rooms/{WARM_UP_ROOM}/text", content=WARM_UP_TEXT.encode())
+        assert written.status_code == 200, written.text
+        at_end = {"offset": len(WARM_UP_TEXT)}
         with anyio.fail_after(WARM_UP_SECONDS):
             while True:  # the first answers may be generic ones, until jedi is warm
                 response = await http.post(
-                    f"/api/rooms/{WARM_UP_ROOM}/complete", json={"offset": 15}, timeout=30
+                    f"/api/rooms/{WARM_UP_ROOM}/complete", json=at_end, timeout=30
                 )
                 assert response.status_code == 200, response.text
                 if response.json()["provider"] == "jedi":
