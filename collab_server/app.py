@@ -20,7 +20,9 @@ from persistence import open_store
 def create_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        store = open_store(settings.store_url)
+        store = open_store(
+            settings.store_url, outage_buffer_bytes=settings.store_outage_buffer_bytes
+        )
         await store.open()
         try:
             async with (

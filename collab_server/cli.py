@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 from collections.abc import Sequence
@@ -11,6 +12,7 @@ import uvicorn
 
 from collab_server.app import create_app
 from collab_server.settings import Settings
+from persistence import StoreError, migrate
 
 logger = logging.getLogger("collab_server")
 
@@ -26,6 +28,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--store", dest="store_url", help="store URL (COLLAB_STORE_URL, sqlite:///./data/collab.db)"
     )
+    # -- migrate (PostgreSQL) --
+    migrate = commands.add_parser(
+        "migrate", help="apply the database migrations the store lacks (PostgreSQL), then exit"
+    )
+    migrate.add_argument("--store", dest="store_url", help="store URL (COLLAB_STORE_URL)")
+    # -- end migrate --
     return parser
 
 
@@ -81,7 +89,22 @@ def serve(settings: Settings) -> None:
     build_server(settings).run()
 
 
+def run_migrations(settings: Settings) -> None:
+    """`collab-server migrate`: servers also migrate when they start; this does it ahead."""
+    configure_logging(settings.log_level)
+    try:
+        applied = asyncio.run(migrate(settings.store_url))
+    except StoreError as error:
+        raise SystemExit(f"collab-server migrate: {error}") from None
+    if applied:
+        print("applied:", ", ".join(applied))
+    else:
+        print("nothing to apply: the schema is up to date")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     arguments = _parser().parse_args(argv)
     if arguments.command == "serve":
         serve(_settings(arguments))
+    elif arguments.command == "migrate":
+        run_migrations(_settings(arguments))

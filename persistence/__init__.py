@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from persistence.base import (
+    BUFFERED,
     RoomExists,
     RoomMissing,
     RoomRecord,
@@ -15,6 +16,7 @@ from persistence.base import (
 )
 
 __all__ = [
+    "BUFFERED",
     "RoomExists",
     "RoomMissing",
     "RoomRecord",
@@ -22,16 +24,28 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "StoredLog",
+    "migrate",
     "open_store",
 ]
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, *, outage_buffer_bytes: int | None = None) -> Store:
     """Build the store a URL names (not yet opened); backends are imported only when chosen.
 
-    `sqlite:///relative/path.db`, `sqlite:////absolute/path.db`, `memory://`.
+    `sqlite:///relative/path.db`, `sqlite:////absolute/path.db`, `memory://`,
+    `postgresql://user@host:port/database` (any asyncpg DSN). `outage_buffer_bytes` bounds what
+    a PostgreSQL store accepts in memory while the database is unreachable.
     """
     scheme = urlsplit(url).scheme
+    if scheme in ("postgresql", "postgres"):
+        from persistence.postgres import DEFAULT_OUTAGE_BUFFER_BYTES, PostgresStore
+
+        return PostgresStore(
+            url,
+            outage_buffer_bytes=DEFAULT_OUTAGE_BUFFER_BYTES
+            if outage_buffer_bytes is None
+            else outage_buffer_bytes,
+        )
     if scheme == "memory":
         from persistence.memory import MemoryStore
 
@@ -45,3 +59,15 @@ def open_store(url: str) -> Store:
             raise StoreError(f"sqlite URL needs a path, as in sqlite:///data/collab.db: {url!r}")
         return SQLiteStore(path[1:])
     raise StoreError(f"unknown store URL scheme {scheme!r} in {url!r}")
+
+
+async def migrate(url: str) -> list[str]:
+    """Bring the database a URL names to the current schema; the names of migrations applied.
+
+    Only PostgreSQL has numbered migrations; the other stores create their schema when opened.
+    """
+    if urlsplit(url).scheme not in ("postgresql", "postgres"):
+        return []
+    from persistence.postgres import migrate_database
+
+    return await migrate_database(url)

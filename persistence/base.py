@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Final, Protocol
+
+# What `Store.append` returns for an update it accepted into memory during a database outage: its
+# sequence number is given when the outage buffer is written (see docs/postgres.md).
+BUFFERED: Final = 0
 
 
 class StoreError(Exception):
@@ -82,7 +86,12 @@ class Store(Protocol):
         """The room's snapshot and log tail; raise `RoomMissing` if there is no such room."""
 
     async def append(self, room_id: str, update: bytes) -> int:
-        """Append one update and return its sequence number once it is durable."""
+        """Append one update and return its sequence number once it is durable.
+
+        A store that rides out database outages (PostgreSQL) may instead accept the update into a
+        bounded in-memory buffer and return `BUFFERED`; it then reports not ready until the buffer
+        is written, in order. When that buffer is full it raises `StoreUnavailable`.
+        """
 
     async def compact(self, room_id: str, snapshot: bytes, through_seq: int) -> bool:
         """Replace the updates up to `through_seq` by `snapshot`, atomically.

@@ -1,0 +1,345 @@
+"""The PostgreSQL update-log writer: group commit on one connection, and a buffer for outages.
+
+Appends from every room go into one FIFO. One task takes whatever has queued up, writes it in one
+transaction on its own connection, and only then releases the callers waiting for their sequence
+numbers: a burst of keystrokes from many rooms costs one commit, not one per update.
+
+When the database cannot be reached, the appends in the FIFO stay there and their callers are
+released with `BUFFERED`, so loaded rooms keep relaying; later appends are accepted the same way
+while the FIFO holds less than `buffer_bytes`, and refused with `StoreUnavailable` beyond that.
+The task reconnects with backoff and writes the FIFO in order. A batch whose commit was cut off
+may have been committed after all and is written again: Yjs updates are idempotent, so a
+duplicate row costs bytes, never content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import islice
+
+import asyncpg
+
+from persistence.base import BUFFERED, RoomMissing, StoreError, StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+Connect = Callable[[], Awaitable["asyncpg.Connection[asyncpg.Record]"]]
+
+# Errors after which the database may well work again later: connection loss, server shutdown or
+# start-up, resource exhaustion, timeouts, deadlocks and serialization failures.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.TransactionRollbackError,
+)
+
+# What the reconnect loop keeps trying through (authentication errors included: they may be fixed).
+RECONNECT_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, asyncpg.PostgresError)
+
+MAX_BATCH_ROWS = 2000
+MAX_BATCH_BYTES = 8 * 1024 * 1024
+IDLE_PING_SECONDS = 5.0  # an idle writer checks its connection this often
+BACKOFF_FIRST = 0.05
+BACKOFF_MAX = 2.0
+
+_LOCK_ROOMS = (
+    "SELECT id, last_seq FROM rooms WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE"
+)
+_APPEND = """
+WITH appended AS (
+    INSERT INTO updates (room, seq, data, created_at)
+    SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::timestamptz[])
+)
+UPDATE rooms AS r
+SET last_seq = c.last_seq,
+    log_rows = r.log_rows + c.rows,
+    log_bytes = r.log_bytes + c.bytes,
+    updated_at = greatest(r.updated_at, c.updated_at)
+FROM unnest($5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::timestamptz[])
+    AS c (id, last_seq, rows, bytes, updated_at)
+WHERE r.id = c.id
+"""
+
+
+@dataclass(slots=True)
+class _RoomTotal:
+    latest: datetime
+    rows: int = 0
+    size: int = 0
+
+
+async def write_batch(
+    conn: asyncpg.Connection[asyncpg.Record] | asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
+    batch: Sequence[tuple[str, bytes, datetime]],
+) -> list[int | RoomMissing]:
+    """Append `(room, update, accepted_at)` rows in one transaction; return each one's sequence.
+
+    Each room's row is locked (in id order, so two writers cannot deadlock) and its `last_seq`
+    raised in the same transaction, so the numbers stay unique with any number of writers.
+    Appends to rooms that do not exist get `RoomMissing`; the others are written.
+    """
+    rooms = sorted({room for room, _, _ in batch})
+    async with conn.transaction():
+        locked = await conn.fetch(_LOCK_ROOMS, rooms)
+        last: dict[str, int] = {row["id"]: row["last_seq"] for row in locked}
+        totals: dict[str, _RoomTotal] = {}
+        results: list[int | RoomMissing] = []
+        room_column: list[str] = []
+        seq_column: list[int] = []
+        data_column: list[bytes] = []
+        time_column: list[datetime] = []
+        for room, update, accepted_at in batch:
+            if room not in last:
+                results.append(RoomMissing(f"room {room!r} does not exist"))
+                continue
+            last[room] += 1
+            results.append(last[room])
+            room_column.append(room)
+            seq_column.append(last[room])
+            data_column.append(update)
+            time_column.append(accepted_at)
+            total = totals.setdefault(room, _RoomTotal(accepted_at))
+            total.rows += 1
+            total.size += len(update)
+            total.latest = max(total.latest, accepted_at)
+        if totals:
+            await conn.execute(
+                _APPEND,
+                room_column,
+                seq_column,
+                data_column,
+                time_column,
+                list(totals),
+                [last[room] for room in totals],
+                [total.rows for total in totals.values()],
+                [total.size for total in totals.values()],
+                [total.latest for total in totals.values()],
+            )
+    return results
+
+
+@dataclass(slots=True)
+class _Append:
+    room_id: str
+    update: bytes
+    accepted_at: datetime
+    waiter: asyncio.Future[int] | None  # None once acknowledged as BUFFERED
+
+
+class LogWriter:
+    def __init__(
+        self,
+        connect: Connect,
+        *,
+        buffer_bytes: int,
+        on_reconnect: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._connect = connect
+        self._buffer_bytes = buffer_bytes
+        self._on_reconnect = on_reconnect
+        self._conn: asyncpg.Connection[asyncpg.Record] | None = None
+        self._queue: deque[_Append] = deque()
+        self._queued_bytes = 0
+        self._unsynced = 0  # appends acknowledged as BUFFERED and not yet written
+        self._synced = asyncio.Event()
+        self._synced.set()
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
+
+    @property
+    def unsynced(self) -> int:
+        return self._unsynced
+
+    async def start(self) -> None:
+        self._conn = await self._connect()
+        self._conn.add_termination_listener(self._on_terminated)
+        self._task = asyncio.create_task(self._run(), name="postgres-writer")
+
+    async def stop(self, seconds: float) -> None:
+        """Write what is queued (reconnecting if need be) within `seconds`, then disconnect."""
+        if self._task is None:
+            return
+        self._closing = True
+        self._wakeup.set()
+        try:
+            async with asyncio.timeout(seconds):
+                await asyncio.shield(self._task)
+        except TimeoutError:
+            self._task.cancel()
+            if self._conn is not None:
+                self._conn.terminate()  # it may be in the middle of a cancelled write
+                self._conn = None
+            logger.error(
+                "PostgreSQL writer stopped with %d updates unwritten (%d acknowledged during an"
+                " outage): they are lost",
+                len(self._queue),
+                self._unsynced,
+            )
+            for item in self._queue:
+                if item.waiter is not None and not item.waiter.done():
+                    item.waiter.set_exception(StoreUnavailable("the store closed before writing"))
+        self._task = None
+        if self._conn is not None:
+            await self._conn.close(timeout=seconds)
+            self._conn = None
+
+    def append(self, room_id: str, update: bytes) -> asyncio.Future[int] | None:
+        """Queue an update: a future for its sequence number, or None if buffered in an outage."""
+        if self._closing or self._task is None:
+            raise StoreError("the PostgreSQL store is closed")
+        now = datetime.now(UTC)
+        if not self.connected:
+            if self._queued_bytes + len(update) > self._buffer_bytes:
+                raise StoreUnavailable(
+                    f"PostgreSQL unreachable and {self._queued_bytes} bytes of updates buffered"
+                    f" (limit {self._buffer_bytes}); refusing more"
+                )
+            self._push(_Append(room_id, update, now, None))
+            self._unsynced += 1
+            self._synced.clear()
+            return None
+        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._push(_Append(room_id, update, now, waiter))
+        return waiter
+
+    def _push(self, item: _Append) -> None:
+        self._queue.append(item)
+        self._queued_bytes += len(item.update)
+        self._wakeup.set()
+
+    async def wait_synced(self, seconds: float) -> None:
+        """Return once every buffered update is written; `StoreUnavailable` if not in time."""
+        if not self.connected:
+            raise StoreUnavailable("PostgreSQL is unreachable")
+        try:
+            async with asyncio.timeout(seconds):
+                await self._synced.wait()
+        except TimeoutError:
+            raise StoreUnavailable(
+                f"still writing {self._unsynced} updates buffered during an outage"
+            ) from None
+
+    # -- the writer task ----------------------------------------------------------------------
+
+    def _on_terminated(self, connection: object) -> None:
+        self._wakeup.set()  # the loop notices the closed connection at once, even when idle
+
+    async def _run(self) -> None:
+        while True:
+            if self._conn is not None and self._conn.is_closed():
+                self._lose_connection("closed by the server")
+            if self._conn is None:
+                if self._closing and not self._queue:
+                    return
+                await self._reconnect()
+            elif self._queue:
+                await self._write_next_batch(self._conn)
+            elif self._closing:
+                return
+            else:
+                await self._idle(self._conn)
+
+    async def _idle(self, conn: asyncpg.Connection[asyncpg.Record]) -> None:
+        try:
+            async with asyncio.timeout(IDLE_PING_SECONDS):
+                await self._wakeup.wait()
+        except TimeoutError:
+            try:
+                await conn.execute("SELECT 1", timeout=IDLE_PING_SECONDS)
+            except TRANSIENT_ERRORS as error:
+                self._lose_connection(error)
+        else:
+            self._wakeup.clear()
+
+    async def _write_next_batch(self, conn: asyncpg.Connection[asyncpg.Record]) -> None:
+        batch: list[_Append] = []
+        size = 0
+        for item in islice(self._queue, MAX_BATCH_ROWS):
+            if batch and size + len(item.update) > MAX_BATCH_BYTES:
+                break
+            batch.append(item)
+            size += len(item.update)
+        try:
+            results: Sequence[int | StoreError] = await write_batch(
+                conn, [(item.room_id, item.update, item.accepted_at) for item in batch]
+            )
+        except TRANSIENT_ERRORS as error:
+            self._lose_connection(error)  # the batch stays at the head of the queue
+            return
+        except asyncpg.PostgresError as error:
+            # Not a passing failure: retrying would block every room behind this batch forever.
+            logger.exception("PostgreSQL refused a batch of %d updates; dropped", len(batch))
+            results = [StoreError(f"PostgreSQL refused the update: {error}")] * len(batch)
+        for _ in batch:
+            self._queue.popleft()
+        self._queued_bytes -= size
+        for item, result in zip(batch, results, strict=True):
+            if item.waiter is None:
+                self._unsynced -= 1
+                if isinstance(result, StoreError):
+                    logger.warning("room %s: buffered update not written: %s", item.room_id, result)
+            elif item.waiter.done():
+                continue  # the caller stopped waiting; the update is stored all the same
+            elif isinstance(result, StoreError):
+                item.waiter.set_exception(result)
+            else:
+                item.waiter.set_result(result)
+        if self._unsynced == 0 and not self._synced.is_set():
+            self._synced.set()
+            logger.info("PostgreSQL writer: every update buffered during the outage is written")
+
+    def _lose_connection(self, error: BaseException | str) -> None:
+        if self._conn is not None:
+            self._conn.terminate()
+            self._conn = None
+        released = 0
+        for item in self._queue:
+            if item.waiter is not None:
+                if not item.waiter.done():
+                    item.waiter.set_result(BUFFERED)
+                item.waiter = None
+                self._unsynced += 1
+                released += 1
+        if self._unsynced:
+            self._synced.clear()
+        logger.warning(
+            "PostgreSQL connection lost (%s); buffering updates in memory (up to %d bytes),"
+            " %d queued",
+            error,
+            self._buffer_bytes,
+            len(self._queue),
+        )
+
+    async def _reconnect(self) -> None:
+        delay = BACKOFF_FIRST
+        while True:
+            try:
+                conn = await self._connect()
+            except RECONNECT_ERRORS as error:
+                logger.info("PostgreSQL still unreachable (%s); retrying in %.2f s", error, delay)
+            else:
+                conn.add_termination_listener(self._on_terminated)
+                self._conn = conn
+                await self._on_reconnect()
+                logger.warning(
+                    "PostgreSQL reachable again; writing %d queued updates in order",
+                    len(self._queue),
+                )
+                return
+            await asyncio.sleep(delay)  # the backoff itself, not a wait for some state
+            delay = min(delay * 2, BACKOFF_MAX) * random.uniform(0.8, 1.2)
