@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 from collab_server.cli import build_server
 from collab_server.rooms.registry import RoomRegistry
 from collab_server.settings import Settings
+from tests import postgres
 
 
 @pytest.fixture
@@ -73,3 +74,13 @@ def settings() -> Settings:
 async def server(settings: Settings) -> AsyncIterator[RunningServer]:
     async with run_server(settings) as running:
         yield running
+
+
+# -- PostgreSQL (tests/postgres.py) ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A database of this test session's own (COLLAB_TEST_POSTGRES_URL names the server)."""
+    with postgres.scratch_database() as url:
+        yield url

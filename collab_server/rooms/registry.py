@@ -151,8 +151,8 @@ class RoomRegistry:
     def _after_append(self, room: Room) -> None:
         self._sync_language(room)
         settings = self._settings
-        if room.id in self._compacting:
-            return
+        if room.id in self._compacting or not self.store.is_ready():
+            return  # in a store outage compaction could only fail; it runs after the next append
         if (
             room.log_rows >= settings.compact_after_updates
             or room.log_bytes >= settings.compact_after_bytes
@@ -202,6 +202,11 @@ class RoomRegistry:
         """
         room = self._rooms.get(room_id)
         if room is None or room.leases > 0:
+            return
+        if not self.store.is_ready() and self._tasks is not None:
+            # The store could not load it back: keep serving it from memory until it recovers.
+            logger.info("room %s idle but the store is not ready; kept in memory", room_id)
+            self._schedule_unload(room_id)
             return
         del self._rooms[room_id]
         self._language.pop(room_id, None)

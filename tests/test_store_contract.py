@@ -1,0 +1,290 @@
+"""The Store contract, run against every store: memory, SQLite (a temporary file) and PostgreSQL.
+
+Stores hold bytes only, so the updates here are opaque byte strings; what they mean to Yjs is
+tested where rooms are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from persistence import RoomExists, RoomMissing, Store, open_store
+from tests import postgres
+
+pytestmark = pytest.mark.anyio
+
+STORES = ["memory", "sqlite", "postgresql"]
+DURABLE = ["sqlite", "postgresql"]
+
+
+def _url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if kind == "memory":
+        return "memory://"
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path}/store.db"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture(params=STORES)
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    url = _url(request.param, request, tmp_path)
+    if request.param == "postgresql":
+        await postgres.clear(url)
+    return url
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    opened = open_store(store_url)
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def _near(moment: datetime, other: datetime) -> bool:
+    return abs(moment - other) < timedelta(seconds=5)
+
+
+# -- rooms ------------------------------------------------------------------------------------
+
+
+async def test_create_room_returns_its_record(store: Store) -> None:
+    record = await store.create_room("r1", "Room one", "python")
+    assert (record.id, record.name, record.language) == ("r1", "Room one", "python")
+    assert (record.size_bytes, record.log_rows) == (0, 0)
+    assert record.created_at.tzinfo is not None
+    assert record.created_at == record.updated_at
+    assert await store.get_room("r1") == record
+
+
+async def test_create_room_refuses_a_taken_id(store: Store) -> None:
+    await store.create_room("r1", "first", None)
+    with pytest.raises(RoomExists):
+        await store.create_room("r1", "second", None)
+    record = await store.get_room("r1")
+    assert record is not None and record.name == "first"
+
+
+async def test_ensure_room_creates_once_named_after_its_id(store: Store) -> None:
+    created = await store.ensure_room("r1")
+    assert (created.id, created.name, created.language) == ("r1", "r1", None)
+    await store.set_language("r1", "rust")
+    again = await store.ensure_room("r1")
+    assert again.created_at == created.created_at
+    assert again.language == "rust"
+    named = await store.create_room("r2", "Named", None)
+    assert (await store.ensure_room("r2")).name == named.name == "Named"
+
+
+async def test_get_room_of_an_unknown_id_is_none(store: Store) -> None:
+    assert await store.get_room("nope") is None
+
+
+async def test_list_rooms_is_ordered_by_id(store: Store) -> None:
+    for room_id in ["b", "c", "a"]:
+        await store.create_room(room_id, room_id.upper(), None)
+    assert [(r.id, r.name) for r in await store.list_rooms()] == [
+        ("a", "A"),
+        ("b", "B"),
+        ("c", "C"),
+    ]
+
+
+async def test_set_language_is_kept_and_can_be_cleared(store: Store) -> None:
+    await store.create_room("r1", "r1", None)
+    await store.set_language("r1", "go")
+    assert (await store.get_room("r1")).language == "go"  # type: ignore[union-attr]
+    await store.set_language("r1", None)
+    assert (await store.get_room("r1")).language is None  # type: ignore[union-attr]
+
+
+async def test_delete_room_removes_it_and_its_history(store: Store) -> None:
+    await store.create_room("r1", "r1", None)
+    await store.append("r1", b"u1")
+    await store.compact("r1", b"snap", 1)
+    await store.append("r1", b"u2")
+    assert await store.delete_room("r1") is True
+    assert await store.get_room("r1") is None
+    assert await store.list_rooms() == []
+    with pytest.raises(RoomMissing):
+        await store.load("r1")
+    assert await store.delete_room("r1") is False
+    # The id is free again, with an empty history.
+    await store.create_room("r1", "again", None)
+    log = await store.load("r1")
+    assert (log.snapshot, log.updates, log.last_seq) == (None, [], 0)
+
+
+# -- the log ----------------------------------------------------------------------------------
+
+
+async def test_append_numbers_each_rooms_updates_from_one(store: Store) -> None:
+    await store.create_room("a", "a", None)
+    await store.create_room("b", "b", None)
+    assert [await store.append("a", b"a1"), await store.append("a", b"a2")] == [1, 2]
+    assert await store.append("b", b"b1") == 1
+    assert await store.append("a", b"a3") == 3
+
+
+async def test_concurrent_appends_get_distinct_numbers_in_order(store: Store) -> None:
+    await store.create_room("r1", "r1", None)
+    updates = [f"u{i}".encode() for i in range(200)]
+    seqs = await asyncio.gather(*(store.append("r1", update) for update in updates))
+    assert sorted(seqs) == list(range(1, 201))
+    log = await store.load("r1")
+    # Updates are stored in the order their appends were made.
+    assert log.updates == updates
+    assert log.last_seq == 200
+
+
+async def test_append_to_a_missing_room_fails_alone(store: Store) -> None:
+    await store.create_room("r1", "r1", None)
+    results = await asyncio.gather(
+        store.append("r1", b"ok1"),
+        store.append("ghost", b"lost"),
+        store.append("r1", b"ok2"),
+        return_exceptions=True,
+    )
+    assert results[0] == 1 and results[2] == 2
+    assert isinstance(results[1], RoomMissing)
+    assert (await store.load("r1")).updates == [b"ok1", b"ok2"]
+
+
+async def test_append_counts_size_and_rows_and_touches_the_room(store: Store) -> None:
+    created = await store.create_room("r1", "r1", None)
+    await store.append("r1", b"12345")
+    await store.append("r1", b"\x00\x01\x02")
+    record = await store.get_room("r1")
+    assert record is not None
+    assert (record.size_bytes, record.log_rows) == (8, 2)
+    assert record.updated_at >= created.updated_at
+    assert record.created_at == created.created_at
+    assert _near(record.updated_at, created.updated_at)
+
+
+async def test_load_returns_the_snapshot_and_the_tail(store: Store) -> None:
+    await store.create_room("r1", "r1", None)
+    empty = await store.load("r1")
+    assert (empty.snapshot, empty.updates, empty.last_seq, empty.log_bytes) == (None, [], 0, 0)
+    for i in range(1, 6):
+        await store.append("r1", bytes([i]) * i)
+    log = await store.load("r1")
+    assert log.snapshot is None
+    assert log.updates == [bytes([i]) * i for i in range(1, 6)]
+    assert (log.last_seq, log.log_bytes) == (5, 15)
+
+
+async def test_load_of_a_missing_room_raises(store: Store) -> None:
+    with pytest.raises(RoomMissing):
+        await store.load("ghost")
+
+
+# -- compaction -------------------------------------------------------------------------------
+
+
+async def test_compact_replaces_the_covered_updates_by_the_snapshot(store: Store) -> None:
+    await store.create_room("r1", "r1", None)
+    for i in range(1, 5):
+        await store.append("r1", f"u{i}".encode())
+    assert await store.compact("r1", b"S1-3", 3) is True
+    log = await store.load("r1")
+    assert (log.snapshot, log.updates, log.last_seq) == (b"S1-3", [b"u4"], 4)
+    record = await store.get_room("r1")
+    assert record is not None
+    assert (record.size_bytes, record.log_rows) == (len(b"S1-3") + 2, 1)
+
+
+async def test_compact_already_covered_changes_nothing(store: Store) -> None:
+    await store.create_room("r1", "r1", None)
+    for i in range(1, 4):
+        await store.append("r1", f"u{i}".encode())
+    assert await store.compact("r1", b"S1-3", 3) is True
+    assert await store.compact("r1", b"stale", 3) is False
+    assert await store.compact("r1", b"older", 2) is False
+    log = await store.load("r1")
+    assert (log.snapshot, log.updates, log.last_seq) == (b"S1-3", [], 3)
+
+
+async def test_appends_after_through_seq_are_kept_and_numbering_goes_on(store: Store) -> None:
+    await store.create_room("r1", "r1", None)
+    for i in range(1, 4):
+        await store.append("r1", f"u{i}".encode())
+    through = (await store.load("r1")).last_seq
+    # Appends that land between the load and the compaction (as in rooms/snapshot.py).
+    assert await store.append("r1", b"u4") == 4
+    assert await store.append("r1", b"u5") == 5
+    assert await store.compact("r1", b"S1-3", through) is True
+    assert await store.append("r1", b"u6") == 6
+    log = await store.load("r1")
+    assert (log.snapshot, log.updates, log.last_seq) == (b"S1-3", [b"u4", b"u5", b"u6"], 6)
+    assert await store.compact("r1", b"S1-6", 6) is True
+    assert await store.append("r1", b"u7") == 7  # numbers are never reused
+    log = await store.load("r1")
+    assert (log.snapshot, log.updates, log.last_seq) == (b"S1-6", [b"u7"], 7)
+
+
+async def test_compact_of_a_missing_room_raises(store: Store) -> None:
+    with pytest.raises(RoomMissing):
+        await store.compact("ghost", b"S", 1)
+
+
+# -- durability -------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=DURABLE)
+async def durable_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    url = _url(request.param, request, tmp_path)
+    if request.param == "postgresql":
+        await postgres.clear(url)
+    return url
+
+
+async def _reopened(url: str, work: Callable[[Store], Awaitable[None]]) -> None:
+    store = open_store(url)
+    await store.open()
+    try:
+        await work(store)
+    finally:
+        await store.close()
+
+
+async def test_close_writes_every_pending_append(durable_url: str) -> None:
+    store = open_store(durable_url)
+    await store.open()
+    await store.create_room("r1", "r1", None)
+    appends = [asyncio.create_task(store.append("r1", f"u{i}".encode())) for i in range(300)]
+    await asyncio.sleep(0)  # one turn of the loop, in which every append gets queued
+    await store.close()
+    assert sorted(await asyncio.gather(*appends)) == list(range(1, 301))
+
+    async def check(reopened: Store) -> None:
+        log = await reopened.load("r1")
+        assert log.updates == [f"u{i}".encode() for i in range(300)]
+
+    await _reopened(durable_url, check)
+
+
+async def test_everything_survives_a_reopen(durable_url: str) -> None:
+    async def write(store: Store) -> None:
+        await store.create_room("r1", "Room", "python")
+        for i in range(1, 4):
+            await store.append("r1", f"u{i}".encode())
+        await store.compact("r1", b"S1-2", 2)
+
+    async def check(store: Store) -> None:
+        record = await store.get_room("r1")
+        assert record is not None and (record.name, record.language) == ("Room", "python")
+        log = await store.load("r1")
+        assert (log.snapshot, log.updates, log.last_seq) == (b"S1-2", [b"u3"], 3)
+        assert await store.append("r1", b"u4") == 4
+
+    await _reopened(durable_url, write)
+    await _reopened(durable_url, check)
