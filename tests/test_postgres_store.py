@@ -1,0 +1,191 @@
+"""What only the PostgreSQL store has: several writers per room, compaction racing appends,
+migrations racing each other, and riding out a database that cannot be reached.
+
+Outages here are made with a TCP proxy between the store and the server (tests/postgres.py), so
+they cut this store off without stopping the PostgreSQL that other tests use;
+test_postgres_outage.py stops the real server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
+
+import anyio
+import asyncpg
+import pytest
+from pycrdt import Doc, Text
+
+from collab_server.rooms import snapshot
+from persistence import BUFFERED, StoreUnavailable
+from persistence.postgres import PostgresStore
+from tests import postgres
+
+pytestmark = pytest.mark.anyio
+
+
+@asynccontextmanager
+async def opened(url: str, **options: int) -> AsyncIterator[PostgresStore]:
+    store = PostgresStore(url, **options)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def wait_for(condition: Callable[[], bool], seconds: float = 10) -> None:
+    """Poll real state until `condition()` holds."""
+    with anyio.fail_after(seconds):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def url(postgres_url: str) -> str:
+    await postgres.clear(postgres_url)
+    return postgres_url
+
+
+def keystrokes(name: str, text: str) -> list[bytes]:
+    """The updates of someone typing `text` into the shared text `name`, one per character."""
+    doc: Doc[Text] = Doc()
+    shared = doc.get(name, type=Text)
+    updates = []
+    for char in text:
+        before = doc.get_state()
+        shared += char
+        updates.append(doc.get_update(before))
+    return updates
+
+
+async def test_appends_racing_compactions_from_two_stores_are_all_kept(url: str) -> None:
+    """Writers on two stores (two server processes, as far as the database can tell) type into
+    one room while it is compacted over and over; every keystroke is in the room afterwards."""
+    texts = {f"w{i}": f"writer {i} types this line;" * 4 for i in range(8)}
+    async with opened(url) as first, opened(url) as second:
+        await first.create_room("r", "r", None)
+        seqs: list[int] = []
+        compactions = 0
+        writing = True
+
+        async def write(name: str, store: PostgresStore) -> None:
+            for update in keystrokes(name, texts[name]):
+                seqs.append(await store.append("r", update))
+
+        async def compact(store: PostgresStore) -> None:
+            nonlocal compactions
+            while writing:
+                compactions += await snapshot.compact(store, "r")
+
+        async with asyncio.TaskGroup() as tasks:
+            compactors = [tasks.create_task(compact(store)) for store in (first, second)]
+            async with asyncio.TaskGroup() as writers:
+                for i, name in enumerate(texts):
+                    writers.create_task(write(name, (first, second)[i % 2]))
+            writing = False
+            await asyncio.gather(*compactors)
+
+        total = sum(len(text) for text in texts.values())
+        assert sorted(seqs) == list(range(1, total + 1))  # unique across both stores
+        assert compactions >= 3
+        log = await first.load("r")
+        assert log.snapshot is not None and len(log.updates) < total
+        doc = snapshot.doc_from_log(log)
+        assert {name: str(doc.get(name, type=Text)) for name in texts} == texts
+        record = await first.get_room("r")
+        assert record is not None
+        assert record.log_rows == len(log.updates)
+        assert record.size_bytes == len(log.snapshot) + log.log_bytes
+
+
+async def test_stores_opening_at_once_on_an_empty_database_migrate_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="persistence.schema")
+    async with postgres.fresh_database("collab_migrate") as empty:
+        stores = [PostgresStore(empty) for _ in range(4)]
+        try:
+            await asyncio.gather(*(store.open() for store in stores))
+            await stores[0].create_room("r", "r", None)
+            assert await stores[3].append("r", b"u") == 1
+        finally:
+            await asyncio.gather(*(store.close() for store in stores))
+        applied = [r for r in caplog.records if r.getMessage().startswith("applied migration")]
+        assert len(applied) == 1
+        conn = await asyncpg.connect(empty)
+        try:
+            assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 1
+        finally:
+            await conn.close()
+
+
+async def test_an_outage_buffers_in_order_refuses_beyond_the_bound_and_flushes(url: str) -> None:
+    port = urlsplit(url).port or 5432
+    async with (
+        postgres.TcpProxy(port) as proxy,
+        opened(postgres.with_port(url, proxy.port), outage_buffer_bytes=1000) as store,
+    ):
+        await store.create_room("r", "r", None)
+        assert await store.append("r", b"before") == 1
+        assert store.is_ready()
+
+        proxy.cut()
+        await wait_for(lambda: not store.is_ready())
+        accepted: list[bytes] = []
+        with pytest.raises(StoreUnavailable, match="refusing more"):
+            for i in range(100):
+                update = f"during {i:03d} ".encode() * 10  # 110 bytes
+                assert await store.append("r", update) == BUFFERED
+                accepted.append(update)
+        assert len(accepted) == 1000 // 110
+        with pytest.raises(StoreUnavailable):
+            await store.load("r")  # a room not in memory cannot be loaded
+        with pytest.raises(StoreUnavailable):
+            await store.get_room("r")
+
+        proxy.restore()
+        await wait_for(store.is_ready)
+        log = await store.load("r")
+        assert log.updates == [b"before", *accepted]  # in the order they were accepted
+        assert log.last_seq == 1 + len(accepted)
+        assert await store.append("r", b"after") == log.last_seq + 1  # durable again
+
+
+async def test_appends_in_flight_when_the_connection_drops_are_written_later(url: str) -> None:
+    """Writers keep appending through a cut: each is told a sequence number or BUFFERED, and
+    each one's updates are all in the log afterwards, in its order (a batch cut off in its
+    commit may be written twice; Yjs ignores the copy)."""
+    port = urlsplit(url).port or 5432
+    async with (
+        postgres.TcpProxy(port) as proxy,
+        opened(postgres.with_port(url, proxy.port)) as store,
+    ):
+        await store.create_room("r", "r", None)
+        answers: list[int] = []
+        cut = asyncio.Event()
+
+        async def write(writer: int) -> None:
+            for i in range(60):
+                answers.append(await store.append("r", f"{writer}:{i}".encode()))
+                if len(answers) == 300:
+                    proxy.cut()
+                    cut.set()
+                elif len(answers) == 600:
+                    proxy.restore()
+
+        async with asyncio.TaskGroup() as tasks:
+            for writer in range(20):
+                tasks.create_task(write(writer))
+        assert cut.is_set()
+        assert BUFFERED in answers and any(answer > 0 for answer in answers)
+        await wait_for(store.is_ready)
+        log = await store.load("r")
+        for writer in range(20):
+            mine = [u for u in dict.fromkeys(log.updates) if u.startswith(f"{writer}:".encode())]
+            assert mine == [f"{writer}:{i}".encode() for i in range(60)]
