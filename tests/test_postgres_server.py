@@ -1,0 +1,189 @@
+"""The server on PostgreSQL: rooms, metadata and language through restarts, a kill -9 in the
+middle of editing, and two servers starting at once on an empty database."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+
+import anyio
+import asyncpg
+import httpx
+import pytest
+
+from collab_server.settings import Settings
+from persistence.postgres import PostgresStore
+from tests import postgres
+from tests.conftest import run_server
+from tests.server_process import ServerProcess
+from tests.yclient import YClient, yclient
+
+pytestmark = pytest.mark.anyio
+
+NOTHING_NEW = b"\x00\x00"  # an update with no structs and an empty delete set
+
+
+@pytest.fixture
+async def url(postgres_url: str) -> str:
+    await postgres.clear(postgres_url)
+    return postgres_url
+
+
+@asynccontextmanager
+async def opened(url: str) -> AsyncIterator[PostgresStore]:
+    store = PostgresStore(url)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def poll(check: Callable[[], object], seconds: float = 10) -> None:
+    """Call `check` (sync or async) until it returns a true value."""
+    with anyio.fail_after(seconds):
+        while True:
+            result = check()
+            if asyncio.iscoroutine(result):
+                result = await result
+            if result:
+                return
+            await anyio.sleep(0.02)
+
+
+async def test_rooms_keep_text_language_and_metadata_through_a_restart(url: str) -> None:
+    settings = Settings.model_validate(
+        {"store_url": url, "room_idle_seconds": 0.2, "compact_after_updates": 40}
+    )
+    expected = "".join(f"{i}," for i in range(100))
+    async with run_server(settings) as server, server.http() as http:
+        created = await http.post(
+            "/api/rooms", json={"id": "meta", "name": "Meta room", "language": "python"}
+        )
+        assert created.status_code == 201, created.text
+        view = created.json()
+        assert (view["name"], view["language"]) == ("Meta room", "python")
+        assert view["size_bytes"] > 0  # the language is an update in the document
+        async with yclient(server.ws_url, "meta") as alice, yclient(server.ws_url, "meta") as bob:
+            assert alice.meta.get("language") == "python"  # the editor and REST agree
+            for i in range(100):
+                alice.text.insert(
+                    len(alice.text), f"{i},"
+                )  # an update each: compaction runs mid-edit
+            await bob.wait_until(lambda: str(bob.text) == expected)
+            bob.meta["language"] = "rust"
+
+            async def language_is_rust() -> bool:
+                return bool((await http.get("/api/rooms/meta")).json()["language"] == "rust")
+
+            await poll(language_is_rust)
+
+        async with opened(url) as store:
+
+            async def unloaded_and_compacted() -> bool:
+                record = await store.get_room("meta")
+                return record is not None and record.log_rows == 0
+
+            await poll(unloaded_and_compacted)  # rooms compact when they unload
+            record = await store.get_room("meta")
+            assert record is not None
+            assert (record.name, record.language) == ("Meta room", "rust")
+            view = (await http.get("/api/rooms/meta")).json()
+            assert view["language"] == "rust"  # now from the store: the room is not loaded
+            assert view["size_bytes"] == record.size_bytes
+            assert datetime.fromisoformat(view["updated_at"]) > datetime.fromisoformat(
+                view["created_at"]
+            )
+
+    async with run_server(settings) as server, server.http() as http:
+        assert (await http.get("/api/rooms/meta/text")).text == expected
+        rooms = (await http.get("/api/rooms")).json()["rooms"]
+        assert [(room["id"], room["language"]) for room in rooms] == [("meta", "rust")]
+        async with yclient(server.ws_url, "meta") as carol:
+            assert (str(carol.text), carol.meta.get("language")) == (expected, "rust")
+
+
+async def _type(client: YClient, tag: str, stop: anyio.Event) -> None:
+    """Type `tag<n>;` over and over at the end of the text, as fast as a quick typist."""
+    n = 0
+    while not stop.is_set() and client.close_code is None:
+        client.text.insert(len(client.text), f"{tag}{n};")
+        n += 1
+        await anyio.sleep(0.003)  # the typing pace of this load generator, not a wait
+
+
+async def test_kill_9_mid_edit_loses_nothing_any_client_received(url: str, tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    first = ServerProcess(log, store_url=url)
+    try:
+        await first.start()
+        await first.wait_ready()
+        async with AsyncExitStack() as clients:
+            writers = [await clients.enter_async_context(yclient(first.ws_url, "k")) for _ in "abc"]
+            watchers = [await clients.enter_async_context(yclient(first.ws_url, "k")) for _ in "xy"]
+            stop = anyio.Event()
+            async with anyio.create_task_group() as typing:
+                for tag, writer in zip("abc", writers, strict=True):
+                    typing.start_soon(_type, writer, tag, stop)
+                for watcher in watchers:
+                    await watcher.wait_until(lambda w=watcher: w.received > 300, 30)
+                first.kill()  # in the middle of the typing
+                for watcher in [*watchers, *writers]:
+                    await watcher.wait_closed(10)
+                stop.set()
+    finally:
+        await first.stop()
+    seen = [str(watcher.text) for watcher in watchers]
+    assert all(len(text) > 300 for text in seen)
+
+    async with ServerProcess(log, store_url=url) as second, yclient(second.ws_url, "k") as reader:
+        # Watchers hold nothing but what the server relayed to them: all of it must be in the
+        # room, up to the last keystroke they saw before the kill.
+        state = reader.doc.get_state()
+        for watcher in watchers:
+            assert watcher.doc.get_update(state) == NOTHING_NEW
+        typed = set(str(reader.text).split(";"))
+        for text in seen:
+            assert set(text.split(";")) <= typed
+    assert "Traceback" not in log.read_text()
+
+
+async def test_two_servers_starting_at_once_migrate_once_and_both_serve(tmp_path: Path) -> None:
+    async with postgres.fresh_database("collab_twostart") as empty:
+        servers = [ServerProcess(tmp_path / f"server{i}.log", store_url=empty) for i in (1, 2)]
+        try:
+            await asyncio.gather(*(server.start() for server in servers))
+            await asyncio.gather(*(server.wait_ready() for server in servers))
+            one, two = servers
+            async with yclient(one.ws_url, "shared") as alice:
+                alice.text.insert(0, "typed on one")
+                async with http_of(one) as http:
+                    await poll(lambda: _text_is(http, "shared", "typed on one"))
+            async with yclient(two.ws_url, "shared") as bob:
+                assert str(bob.text) == "typed on one"
+                bob.text.insert(len(bob.text), ", read on two")
+            async with http_of(two) as http:
+                await poll(lambda: _text_is(http, "shared", "typed on one, read on two"))
+        finally:
+            await asyncio.gather(*(server.stop() for server in servers))
+        logs = [server.log_text() for server in servers]
+        applied = [len(re.findall(r"applied migration 0001_", text)) for text in logs]
+        assert sorted(applied) == [0, 1], logs
+        conn = await asyncpg.connect(empty)
+        try:
+            assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 1
+        finally:
+            await conn.close()
+
+
+def http_of(server: ServerProcess) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=server.http_url, timeout=10)
+
+
+async def _text_is(http: httpx.AsyncClient, room: str, text: str) -> bool:
+    answer = await http.get(f"/api/rooms/{room}/text")
+    return answer.status_code == 200 and answer.text == text
