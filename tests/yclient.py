@@ -67,9 +67,12 @@ class YClient:
         self._outbox.put_nowait(encode_awareness_message(encode_awareness([entry])))
 
     async def _pump_out(self) -> None:
-        while True:
-            frame = await self._outbox.get()
-            await self.websocket.send(frame)
+        try:
+            while True:
+                frame = await self._outbox.get()
+                await self.websocket.send(frame)
+        except ConnectionClosed:
+            pass  # the server went away; _pump_in records how
 
     async def _pump_in(self) -> None:
         try:
