@@ -105,7 +105,7 @@ class PostgresStore:
                 await conn.close()
             self._pool = await asyncpg.create_pool(
                 self.dsn,
-                min_size=1,
+                min_size=0,  # no floor to restore (and log about) while the database is down
                 max_size=POOL_SIZE,
                 timeout=CONNECT_TIMEOUT,
                 command_timeout=COMMAND_TIMEOUT,

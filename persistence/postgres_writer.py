@@ -169,6 +169,7 @@ class LogWriter:
         self._conn = await self._connect()
         self._conn.add_termination_listener(self._on_terminated)
         self._task = asyncio.create_task(self._run(), name="postgres-writer")
+        self._task.add_done_callback(self._on_writer_done)
 
     async def stop(self, seconds: float) -> None:
         """Write what is queued (reconnecting if need be) within `seconds`, then disconnect."""
@@ -235,6 +236,16 @@ class LogWriter:
             ) from None
 
     # -- the writer task ----------------------------------------------------------------------
+
+    def _on_writer_done(self, task: asyncio.Task[None]) -> None:
+        """A writer that died of a bug must not leave callers waiting forever."""
+        if task.cancelled() or task.exception() is None:
+            return
+        logger.error("the PostgreSQL writer failed", exc_info=task.exception())
+        self._closing = True
+        for item in self._queue:
+            if item.waiter is not None and not item.waiter.done():
+                item.waiter.set_exception(StoreError("the PostgreSQL writer failed"))
 
     def _on_terminated(self, connection: object) -> None:
         self._wakeup.set()  # the loop notices the closed connection at once, even when idle

@@ -116,6 +116,10 @@ async def _type(client: YClient, tag: str, stop: anyio.Event) -> None:
         await anyio.sleep(0.003)  # the typing pace of this load generator, not a wait
 
 
+async def _received_more_than(client: YClient, count: int) -> None:
+    await client.wait_until(lambda: client.received > count, 30)
+
+
 async def test_kill_9_mid_edit_loses_nothing_any_client_received(url: str, tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     first = ServerProcess(log, store_url=url)
@@ -130,7 +134,7 @@ async def test_kill_9_mid_edit_loses_nothing_any_client_received(url: str, tmp_p
                 for tag, writer in zip("abc", writers, strict=True):
                     typing.start_soon(_type, writer, tag, stop)
                 for watcher in watchers:
-                    await watcher.wait_until(lambda w=watcher: w.received > 300, 30)
+                    await _received_more_than(watcher, 300)
                 first.kill()  # in the middle of the typing
                 for watcher in [*watchers, *writers]:
                     await watcher.wait_closed(10)
