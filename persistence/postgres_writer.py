@@ -52,80 +52,60 @@ IDLE_PING_SECONDS = 5.0  # an idle writer checks its connection this often
 BACKOFF_FIRST = 0.05
 BACKOFF_MAX = 2.0
 
-_LOCK_ROOMS = (
-    "SELECT id, last_seq FROM rooms WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE"
-)
+# One statement, so one round trip and one (implicit) transaction per batch. Each room's row is
+# locked in id order (two writers cannot deadlock) and its last_seq raised in the same statement,
+# so sequence numbers stay unique with any number of writers; under READ COMMITTED the locking
+# read sees the latest committed last_seq. Rows whose room does not exist get no number.
 _APPEND = """
-WITH appended AS (
+WITH batch AS (
+    SELECT * FROM unnest($1::text[], $2::bytea[], $3::timestamptz[])
+        WITH ORDINALITY AS b (room, data, accepted_at, ord)
+), locked AS (
+    SELECT r.id, r.last_seq FROM rooms r
+    WHERE r.id IN (SELECT room FROM batch)
+    ORDER BY r.id
+    FOR NO KEY UPDATE
+), numbered AS (
+    SELECT b.room, b.data, b.accepted_at, b.ord,
+        l.last_seq + row_number() OVER (PARTITION BY b.room ORDER BY b.ord) AS seq
+    FROM batch b JOIN locked l ON l.id = b.room
+), appended AS (
     INSERT INTO updates (room, seq, data, created_at)
-    SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::timestamptz[])
+    SELECT room, seq, data, accepted_at FROM numbered
+), touched AS (
+    UPDATE rooms r
+    SET last_seq = n.last_seq,
+        log_rows = r.log_rows + n.rows,
+        log_bytes = r.log_bytes + n.size,
+        updated_at = greatest(r.updated_at, n.latest)
+    FROM (
+        SELECT room, max(seq) AS last_seq, count(*) AS rows,
+            sum(octet_length(data)) AS size, max(accepted_at) AS latest
+        FROM numbered GROUP BY room
+    ) n
+    WHERE r.id = n.room
 )
-UPDATE rooms AS r
-SET last_seq = c.last_seq,
-    log_rows = r.log_rows + c.rows,
-    log_bytes = r.log_bytes + c.bytes,
-    updated_at = greatest(r.updated_at, c.updated_at)
-FROM unnest($5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::timestamptz[])
-    AS c (id, last_seq, rows, bytes, updated_at)
-WHERE r.id = c.id
+SELECT ord, seq FROM numbered
 """
-
-
-@dataclass(slots=True)
-class _RoomTotal:
-    latest: datetime
-    rows: int = 0
-    size: int = 0
 
 
 async def write_batch(
     conn: asyncpg.Connection[asyncpg.Record] | asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
     batch: Sequence[tuple[str, bytes, datetime]],
 ) -> list[int | RoomMissing]:
-    """Append `(room, update, accepted_at)` rows in one transaction; return each one's sequence.
-
-    Each room's row is locked (in id order, so two writers cannot deadlock) and its `last_seq`
-    raised in the same transaction, so the numbers stay unique with any number of writers.
-    Appends to rooms that do not exist get `RoomMissing`; the others are written.
-    """
-    rooms = sorted({room for room, _, _ in batch})
-    async with conn.transaction():
-        locked = await conn.fetch(_LOCK_ROOMS, rooms)
-        last: dict[str, int] = {row["id"]: row["last_seq"] for row in locked}
-        totals: dict[str, _RoomTotal] = {}
-        results: list[int | RoomMissing] = []
-        room_column: list[str] = []
-        seq_column: list[int] = []
-        data_column: list[bytes] = []
-        time_column: list[datetime] = []
-        for room, update, accepted_at in batch:
-            if room not in last:
-                results.append(RoomMissing(f"room {room!r} does not exist"))
-                continue
-            last[room] += 1
-            results.append(last[room])
-            room_column.append(room)
-            seq_column.append(last[room])
-            data_column.append(update)
-            time_column.append(accepted_at)
-            total = totals.setdefault(room, _RoomTotal(accepted_at))
-            total.rows += 1
-            total.size += len(update)
-            total.latest = max(total.latest, accepted_at)
-        if totals:
-            await conn.execute(
-                _APPEND,
-                room_column,
-                seq_column,
-                data_column,
-                time_column,
-                list(totals),
-                [last[room] for room in totals],
-                [total.rows for total in totals.values()],
-                [total.size for total in totals.values()],
-                [total.latest for total in totals.values()],
-            )
-    return results
+    """Append `(room, update, accepted_at)` rows in one transaction; return each one's sequence
+    number, or `RoomMissing` for those whose room does not exist (the others are written)."""
+    rows = await conn.fetch(
+        _APPEND,
+        [room for room, _, _ in batch],
+        [update for _, update, _ in batch],
+        [accepted_at for _, _, accepted_at in batch],
+    )
+    seqs: dict[int, int] = {row["ord"]: row["seq"] for row in rows}
+    return [
+        seqs[ord_] if ord_ in seqs else RoomMissing(f"room {room!r} does not exist")
+        for ord_, (room, _, _) in enumerate(batch, start=1)
+    ]
 
 
 @dataclass(slots=True)

@@ -104,6 +104,24 @@ async def test_appends_racing_compactions_from_two_stores_are_all_kept(url: str)
         assert record.size_bytes == len(log.snapshot) + log.log_bytes
 
 
+async def test_two_stores_number_each_rooms_updates_without_gaps_or_repeats(url: str) -> None:
+    async with opened(url) as first, opened(url) as second:
+        rooms = ["a", "b", "c"]
+        for room in rooms:
+            await first.create_room(room, room, None)
+        appends = [
+            (store, rooms[i % 3], f"{i}".encode())
+            for i in range(600)
+            for store in [(first, second)[i % 2]]
+        ]
+        seqs = await asyncio.gather(*(store.append(room, data) for store, room, data in appends))
+        for room in rooms:
+            mine = sorted(seq for (_, r, _), seq in zip(appends, seqs, strict=True) if r == room)
+            assert mine == list(range(1, 201))
+            log = await second.load(room)
+            assert sorted(log.updates) == sorted(d for _, r, d in appends if r == room)
+
+
 async def test_stores_opening_at_once_on_an_empty_database_migrate_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
