@@ -42,6 +42,7 @@ class Stats:
     def __init__(self) -> None:
         self.sent: dict[str, float] = {}  # "client:seq" -> send time
         self.latencies: list[float] = []
+        self.repeats = 0  # keystrokes a client saw twice (counted once)
         self.measuring = False
 
 
@@ -55,6 +56,7 @@ class Client:
         self.synced = asyncio.Event()
         self._remote = False
         self._outbox: list[bytes] = []
+        self._seen: set[str] = set()
         self.doc.observe(self._on_update)
         self.text.observe(self._on_text)
 
@@ -72,8 +74,13 @@ class Client:
             if isinstance(inserted, str):
                 for token in inserted.split(";")[:-1]:
                     sent = self.stats.sent.get(token)
-                    if sent is not None:
-                        self.stats.latencies.append(now - sent)
+                    if sent is None:
+                        continue
+                    if token in self._seen:
+                        self.stats.repeats += 1
+                        continue
+                    self._seen.add(token)
+                    self.stats.latencies.append(now - sent)
 
     async def flush(self) -> None:
         frames, self._outbox = self._outbox, []
@@ -176,6 +183,7 @@ async def run(
         "p50": quantiles[49] * 1000,
         "p99": quantiles[98] * 1000,
         "max": latencies[-1] * 1000,
+        "repeats": stats.repeats,
     }
 
 
@@ -191,6 +199,7 @@ async def main(rooms: int, clients: int, rate: float, seconds: float, port: int)
             print(
                 f"{label:>10}: {result['deliveries']} deliveries, latency p50"
                 f" {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms, max {result['max']:.1f} ms"
+                f" ({result['repeats']} seen twice)"
             )
 
 
