@@ -35,7 +35,7 @@ async def test_postgres_stopped_mid_edit_serves_from_memory_and_loses_nothing(
     postgres_url: str,
 ) -> None:
     await postgres.clear(postgres_url)
-    settings = Settings.model_validate({"store_url": postgres_url, "room_idle_seconds": 0.2})
+    settings = Settings(store_url=postgres_url, room_idle_seconds=0.2)
     async with run_server(settings) as server, server.http() as http:
         assert (await http.post("/api/rooms", json={"id": "cold"})).status_code == 201
 
