@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import socket
 import statistics
 import sys
 import time
@@ -117,8 +118,22 @@ class Client:
             next_at += 1 / rate
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (Linux)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @asynccontextmanager
-async def server(store_url: str, port: int) -> AsyncIterator[str]:
+async def server(store_url: str, port: int) -> AsyncIterator[tuple[str, int]]:
     env = {
         **os.environ,
         "COLLAB_PORT": str(port),
@@ -138,7 +153,7 @@ async def server(store_url: str, port: int) -> AsyncIterator[str]:
                 except httpx.TransportError:
                     pass
                 await asyncio.sleep(0.1)
-        yield f"ws://127.0.0.1:{port}/ws"
+        yield f"ws://127.0.0.1:{port}/ws", process.pid
     finally:
         process.terminate()
         await process.wait()
@@ -148,7 +163,7 @@ async def run(
     store_url: str, port: int, rooms: int, clients: int, rate: float, seconds: float
 ) -> Any:
     stats = Stats()
-    async with server(store_url, port) as ws_url:
+    async with server(store_url, port) as (ws_url, pid):
         sockets = []
         everyone: list[Client] = []
         for room in range(rooms):
@@ -170,7 +185,9 @@ async def run(
             ]
             await asyncio.sleep(WARM_UP)
             stats.measuring = True
+            cpu_before = cpu_seconds(pid)
             await asyncio.gather(*typists)
+            cpu = cpu_seconds(pid) - cpu_before
             await asyncio.sleep(1.0)  # let the last keystrokes arrive
             stats.measuring = False
             for websocket in sockets:
@@ -184,6 +201,7 @@ async def run(
         "p99": quantiles[98] * 1000,
         "max": latencies[-1] * 1000,
         "repeats": stats.repeats,
+        "server_cpu": cpu / seconds,
     }
 
 
@@ -195,10 +213,11 @@ async def main(rooms: int, clients: int, rate: float, seconds: float, port: int)
     )
     async with scratch_database() as url:
         for label, store_url in (("memory", "memory://"), ("postgresql", url)):
-            result = await run(store_url, port, rooms, clients, rate, seconds)
+            result = await run(store_url, port or free_port(), rooms, clients, rate, seconds)
             print(
                 f"{label:>10}: {result['deliveries']} deliveries, latency p50"
                 f" {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms, max {result['max']:.1f} ms"
+                f"; server process CPU {result['server_cpu'] * 100:.0f}% of a core"
                 f" ({result['repeats']} seen twice)"
             )
 
@@ -209,7 +228,7 @@ if __name__ == "__main__":
     parser.add_argument("--clients", type=int, default=5)
     parser.add_argument("--rate", type=float, default=20)
     parser.add_argument("--seconds", type=float, default=12)
-    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--port", type=int, default=0, help="server port (0: a free one)")
     arguments = parser.parse_args()
     asyncio.run(
         main(arguments.rooms, arguments.clients, arguments.rate, arguments.seconds, arguments.port)

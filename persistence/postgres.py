@@ -140,7 +140,7 @@ class PostgresStore:
     def is_ready(self) -> bool:
         """Connected, and nothing accepted during an outage is still waiting to be written."""
         writer = self._writer
-        return writer is not None and writer.connected and writer.unsynced == 0
+        return writer is not None and writer.running and writer.connected and writer.unsynced == 0
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Connection]:

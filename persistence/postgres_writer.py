@@ -142,6 +142,11 @@ class LogWriter:
         return self._conn is not None and not self._conn.is_closed()
 
     @property
+    def running(self) -> bool:
+        """False once stopped, or if the writer task died of a bug (the process needs a restart)."""
+        return self._task is not None and not self._task.done()
+
+    @property
     def unsynced(self) -> int:
         return self._unsynced
 
@@ -162,6 +167,7 @@ class LogWriter:
                 await asyncio.shield(self._task)
         except TimeoutError:
             self._task.cancel()
+            await asyncio.wait([self._task])
             if self._conn is not None:
                 self._conn.terminate()  # it may be in the middle of a cancelled write
                 self._conn = None
@@ -282,7 +288,7 @@ class LogWriter:
         for item, result in zip(batch, results, strict=True):
             if item.waiter is None:
                 self._unsynced -= 1
-                if isinstance(result, StoreError):
+                if isinstance(result, RoomMissing):
                     logger.warning("room %s: buffered update not written: %s", item.room_id, result)
             elif item.waiter.done():
                 continue  # the caller stopped waiting; the update is stored all the same
@@ -298,14 +304,12 @@ class LogWriter:
         if self._conn is not None:
             self._conn.terminate()
             self._conn = None
-        released = 0
         for item in self._queue:
             if item.waiter is not None:
                 if not item.waiter.done():
                     item.waiter.set_result(BUFFERED)
                 item.waiter = None
                 self._unsynced += 1
-                released += 1
         if self._unsynced:
             self._synced.clear()
         logger.warning(
