@@ -32,12 +32,14 @@ logger = logging.getLogger(__name__)
 Connect = Callable[[], Awaitable["asyncpg.Connection[asyncpg.Record]"]]
 
 # Errors after which the database may well work again later: connection loss, server shutdown or
-# start-up, resource exhaustion, timeouts, deadlocks and serialization failures.
+# start-up, resource exhaustion, timeouts, deadlocks and serialization failures. asyncpg raises
+# InternalClientError on a connection left mid-protocol by a server that shut down under it.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.exceptions.TransactionRollbackError,
@@ -136,6 +138,7 @@ class LogWriter:
         self._wakeup = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self._losses = 0  # connections lost since the last batch written
 
     @property
     def connected(self) -> bool:
@@ -282,6 +285,13 @@ class LogWriter:
             # Not a passing failure: retrying would block every room behind this batch forever.
             logger.exception("PostgreSQL refused a batch of %d updates; dropped", len(batch))
             results = [StoreError(f"PostgreSQL refused the update: {error}")] * len(batch)
+        except Exception as error:
+            # Whatever else broke, it broke on this connection: a fresh one gets the batch again,
+            # rather than the writer dying and every room after it with it.
+            logger.exception("writing a batch of %d updates failed; reconnecting", len(batch))
+            self._lose_connection(error)
+            return
+        self._losses = 0
         for _ in batch:
             self._queue.popleft()
         self._queued_bytes -= size
@@ -301,6 +311,7 @@ class LogWriter:
             logger.info("PostgreSQL writer: every update buffered during the outage is written")
 
     def _lose_connection(self, error: BaseException | str) -> None:
+        self._losses += 1
         if self._conn is not None:
             self._conn.terminate()
             self._conn = None
@@ -322,6 +333,9 @@ class LogWriter:
 
     async def _reconnect(self) -> None:
         delay = BACKOFF_FIRST
+        if self._losses > 1:
+            # Connections that come up but fail again: back off as if they had not come up.
+            await asyncio.sleep(min(BACKOFF_FIRST * 2 ** min(self._losses, 10), BACKOFF_MAX))
         while True:
             try:
                 conn = await self._connect()
