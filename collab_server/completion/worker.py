@@ -32,6 +32,7 @@ WARM_UP = (  # first completions that load what most requests need: builtins, os
     "pri",
 )
 NICENESS = 10  # workers yield the CPU to the server process, which relays keystrokes
+PARENT_CHECK_SECONDS = 1.0
 _worker: Worker | None = None
 
 
@@ -100,8 +101,18 @@ def start_worker() -> None:
     """The pool's initializer: build this process's worker and start warming jedi."""
     global _worker
     os.nice(NICENESS)
+    threading.Thread(
+        target=_exit_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True
+    ).start()
     _worker = Worker()
     _worker.warm_up()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A server killed with SIGKILL cannot stop its pool: its workers notice and leave."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(0)
 
 
 def run_job(job: Job) -> Completions:
