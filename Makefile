@@ -7,7 +7,7 @@ NODE_STAMP := node_modules/.installed
 WEB_STAMP := web/node_modules/.installed
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test check format clean web browser-deps
+.PHONY: run test check format clean web browser-deps bench bench-quick
 
 $(PY_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,13 @@ run: $(PY_STAMP)
 
 test: $(PY_STAMP) $(NODE_STAMP) browser-deps
 	$(BIN)/pytest
+
+# The relay benchmark against the reference server (bench/README.md); BENCH_ARGS passes options.
+bench: $(PY_STAMP) $(NODE_STAMP)
+	$(BIN)/python bench/run_relay.py $(BENCH_ARGS)
+
+bench-quick: $(PY_STAMP) $(NODE_STAMP)
+	$(BIN)/python bench/run_relay.py --quick $(BENCH_ARGS)
 
 check: $(PY_STAMP)
 	$(BIN)/ruff format --check .

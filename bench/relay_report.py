@@ -1,0 +1,265 @@
+"""The relay benchmark's results: what one run holds, and its markdown report."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# A step is sustained when nearly everything offered arrives, in time, with nothing lost.
+SUSTAINED_P99_MS = 100.0
+SUSTAINED_DELIVERED_SHARE = 0.95
+# The generator counts as a possible bottleneck past this share of its core.
+GENERATOR_BUSY = 0.8
+REFERENCE = "reference"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    rooms: int
+    clients: int
+
+    @property
+    def title(self) -> str:
+        rooms = "room" if self.rooms == 1 else "rooms"
+        return f"{self.rooms} {rooms} x {self.clients} clients"
+
+
+@dataclass
+class Run:
+    command: str
+    started: str
+    machine: dict[str, str]
+    pinned: bool
+    warmup: float
+    duration: float
+    notes: list[str] = field(default_factory=list)
+    load_before: dict[str, Any] = field(default_factory=dict)
+    load_after: dict[str, Any] = field(default_factory=dict)
+    servers: dict[str, str] = field(default_factory=dict)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Run:
+        return cls(**data)
+
+
+def sustained(step: dict[str, Any]) -> bool:
+    if "error" in step:
+        return False
+    p99 = step["p99_ms"]
+    return (
+        p99 != "inf"
+        and p99 is not None
+        and p99 < SUSTAINED_P99_MS
+        and step["delivered_per_s"] >= SUSTAINED_DELIVERED_SHARE * step["offered_per_s"]
+        and step["closed"] == 0
+        and step["gaps"] == 0
+        and not step["server_missing"]
+    )
+
+
+def best(steps: list[dict[str, Any]], server: str, scenario: str) -> dict[str, Any] | None:
+    """The highest sustained step of a server in a scenario."""
+    passing = [
+        step
+        for step in steps
+        if step["server"] == server and step["scenario"] == scenario and sustained(step)
+    ]
+    return max(passing, key=lambda step: step["offered"], default=None)
+
+
+def _ms(value: float | str | None) -> str:
+    if value is None:
+        return "-"
+    if value == "inf":
+        return "lost"  # some deliveries never arrived within the drain time
+    number = float(value)
+    return f"{number:.1f}" if number < 100 else f"{number:.0f}"
+
+
+def _ratio(ours: float | None, theirs: float | None) -> str:
+    if not ours or not theirs:
+        return "-"
+    return f"{ours / theirs:.2f}x"
+
+
+def _cpu_per_delivery(step: dict[str, Any]) -> float | None:
+    if step.get("server_cpu") is None or not step.get("delivered_per_s"):
+        return None
+    return float(step["server_cpu"]) * 1e6 / float(step["delivered_per_s"])
+
+
+def _status(step: dict[str, Any]) -> str:
+    if "error" in step:
+        return f"error: {step['error']}"
+    problems = []
+    if step["closed"]:
+        codes = ",".join(str(code) for code in step["close_codes"])
+        problems.append(f"{step['closed']} closed ({codes})")
+    if step["gaps"]:
+        problems.append(f"{step['gaps']} gaps")
+    if step["undelivered"]:
+        problems.append(f"{step['undelivered']:,} undelivered")
+    if step["server_missing"]:
+        problems.append(f"{step['server_missing']} missing on server")
+    if step["gen_cpu"] > GENERATOR_BUSY:
+        problems.append("generator busy")
+    if not problems:
+        problems.append("ok" if sustained(step) else "over")
+    return ", ".join(problems)
+
+
+def _summary(run: Run, scenarios: list[str]) -> list[str]:
+    ours = [name for name in run.servers if name != REFERENCE]
+    lines = [
+        "| scenario | "
+        + " | ".join(f"{run.servers[name]}: max delivered/s" for name in run.servers)
+        + "".join(
+            f" | {run.servers[name]} / reference" for name in ours if REFERENCE in run.servers
+        )
+        + " |",
+        "|---" * (1 + len(run.servers) + (len(ours) if REFERENCE in run.servers else 0)) + "|",
+    ]
+    for scenario in scenarios:
+        rates: dict[str, float | None] = {}
+        cells = []
+        for name in run.servers:
+            top = best(run.steps, name, scenario)
+            rates[name] = top["delivered_per_s"] if top else None
+            cells.append(
+                f"{top['delivered_per_s']:,.0f} (step {top['offered']:,})" if top else "none"
+            )
+        if REFERENCE in run.servers:
+            cells += [_ratio(rates[name], rates[REFERENCE]) for name in ours]
+        lines.append(f"| {scenario} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _matched(run: Run, scenarios: list[str]) -> list[str]:
+    """Latency and CPU of every server at the reference's highest sustained step."""
+    if REFERENCE not in run.servers:
+        return []
+    lines = [
+        "| scenario | step (offered/s) | server | p50 ms | p99 ms | p99 vs reference"
+        " | server CPU µs/delivery | CPU vs reference |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for scenario in scenarios:
+        top = best(run.steps, REFERENCE, scenario)
+        if top is None:
+            continue
+        ref_cpu = _cpu_per_delivery(top)
+        for step in run.steps:
+            if step["scenario"] != scenario or step["offered"] != top["offered"]:
+                continue
+            if "error" in step:
+                continue
+            p99 = step["p99_ms"]
+            p99_ratio = _ratio(p99, top["p99_ms"]) if isinstance(p99, float | int) else "-"
+            cpu = _cpu_per_delivery(step)
+            lines.append(
+                f"| {scenario} | {top['offered']:,} | {run.servers[step['server']]}"
+                f" | {_ms(step['p50_ms'])} | {_ms(p99)} | {p99_ratio}"
+                f" | {'-' if cpu is None else f'{cpu:.1f}'} | {_ratio(cpu, ref_cpu)} |"
+            )
+    return lines
+
+
+def _details(run: Run, scenario: str) -> list[str]:
+    lines = [
+        "| offered/s | server | delivered/s | p50 ms | p99 ms | max ms | server CPU"
+        " | µs/delivery | RSS MiB | generator CPU | other load | status |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for step in run.steps:
+        if step["scenario"] != scenario:
+            continue
+        name = run.servers.get(step["server"], step["server"])
+        if "error" in step:
+            lines.append(f"| {step['offered']:,} | {name} | | | | | | | | | | {_status(step)} |")
+            continue
+        other = step["machine_cpu"] - (step["server_cpu"] or 0) - step["gen_cpu"]
+        cpu = _cpu_per_delivery(step)
+        lines.append(
+            f"| {step['offered']:,} | {name} | {step['delivered_per_s']:,.0f}"
+            f" | {_ms(step['p50_ms'])} | {_ms(step['p99_ms'])} | {_ms(step['max_ms'])}"
+            f" | {100 * (step['server_cpu'] or 0):.0f}%"
+            f" | {'-' if cpu is None else f'{cpu:.1f}'}"
+            f" | {step['server_rss_mib'] or 0:.0f}"
+            f" | {100 * step['gen_cpu']:.0f}% | {other:.2f} | {_status(step)} |"
+        )
+    return lines
+
+
+def _load(label: str, load: dict[str, Any]) -> list[str]:
+    if not load:
+        return []
+    lines = [f"- {label} ({load['at']}): load average {' '.join(load['loadavg'])}; busiest:"]
+    lines += [f"  - `{line.strip()}`" for line in load["top"][:5]]
+    return lines
+
+
+def render(run: Run) -> str:
+    scenarios = list(dict.fromkeys(step["scenario"] for step in run.steps))
+    titles = {
+        "1x2": "1 room x 2 clients",
+        "1x20": "1 room x 20 clients",
+        "10x10": "10 rooms x 10 clients",
+    }
+    machine = run.machine
+    out = [
+        "# Relay benchmark: fan-out latency and throughput",
+        "",
+        f"Run {run.started} on commit `{machine['commit']}`, {run.seconds / 60:.1f} minutes:",
+        "",
+        "```",
+        run.command,
+        "```",
+        "",
+        f"- Machine: {machine['cpu']}, {machine['memory_gib']} GiB, Linux {machine['kernel']}.",
+        f"- Python {machine['python']}, pycrdt {machine['pycrdt']}, uvicorn {machine['uvicorn']}"
+        f" (uvloop, httptools, websockets-sansio, permessage-deflate off); Node {machine['node']},"
+        f" yjs {machine['yjs']}, ws {machine['ws']},"
+        f" @y/websocket-server {machine['@y/websocket-server']} (in memory, no persistence).",
+        "- "
+        + (
+            "Servers pinned to core 0, the load generator to core 1 (`taskset`)."
+            if run.pinned
+            else "Nothing pinned."
+        ),
+        f"- Each step: {run.warmup:g} s warm-up, {run.duration:g} s measured.",
+        *_load("Machine load before", run.load_before),
+        *_load("Machine load after", run.load_after),
+        *[f"- {note}" for note in run.notes],
+        "",
+        "## Summary",
+        "",
+        "Highest step each server sustained (p99 < 100 ms, at least 95 % of the offered deliveries"
+        " arrived in the window, nothing closed or lost), as delivered updates per second, and"
+        " the ratio to the reference server (higher is better):",
+        "",
+        *_summary(run, scenarios),
+        "",
+        "At the reference server's highest sustained step (lower is better):",
+        "",
+        *_matched(run, scenarios),
+    ]
+    for scenario in scenarios:
+        out += ["", f"## {titles.get(scenario, scenario)}", "", *_details(run, scenario)]
+    out += [
+        "",
+        "Columns: *offered/s* is keystrokes typed per second times the other clients in the room"
+        " (deliveries that should happen); *delivered/s* counts keystrokes that reached another"
+        " client during the measured window; latencies are from send to receipt at each other"
+        " client, for keystrokes sent in the window, a delivery that never came counting as"
+        " infinitely late (`lost`); *server CPU* is the server process (all threads) in share of"
+        " one core; *other load* is what the rest of the machine used meanwhile, in cores"
+        " (noise from other work); *status* `over` means not sustained.",
+        "",
+    ]
+    return "\n".join(out)
