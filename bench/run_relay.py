@@ -67,6 +67,7 @@ class Server:
     url_prefix: str  # rooms are at url_prefix + room name
     health_path: str
     port: int
+    cwd: Path = ROOT  # `python -m` puts the working directory first on sys.path
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -96,6 +97,7 @@ def make_servers(
     servers: list[Server] = []
     for name in names:
         port = free_port()
+        cwd = ROOT
         kind, _, store_name = name.partition("-")
         if kind in ("ours", "base") and store_name in ("memory", "sqlite"):
             store = "memory://" if store_name == "memory" else f"sqlite:///{data_dir}/{name}.db"
@@ -107,7 +109,8 @@ def make_servers(
             if kind == "base":
                 if baseline is None:
                     raise SystemExit(f"{name} needs --baseline DIR")
-                env["PYTHONPATH"] = str(baseline.resolve())
+                cwd = baseline.resolve()
+                env["PYTHONPATH"] = str(cwd)
             url, health = f"ws://127.0.0.1:{port}/ws/", "/healthz"
         elif name == REFERENCE:
             label = "@y/websocket-server 0.1.1"
@@ -117,7 +120,7 @@ def make_servers(
         else:
             raise SystemExit(f"unknown server {name!r}")
         servers.append(
-            Server(name, label, pinned(command, SERVER_CORE, pin), env, url, health, port)
+            Server(name, label, pinned(command, SERVER_CORE, pin), env, url, health, port, cwd)
         )
     return servers
 
@@ -127,7 +130,7 @@ def running(server: Server, log_dir: Path) -> Iterator[Server]:
     log = (log_dir / f"{server.name}.log").open("wb")
     server.process = subprocess.Popen(
         server.command,
-        cwd=ROOT,
+        cwd=server.cwd,
         env={**os.environ, **server.env},
         stdout=log,
         stderr=subprocess.STDOUT,
