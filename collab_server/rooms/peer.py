@@ -37,9 +37,11 @@ class PeerDisconnected(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class _Update:
+class OutboundUpdate:
+    """A document update on its way to peers: made once per broadcast, queued for each peer."""
+
     update: bytes
-    frame: bytes  # the same update, framed once for every peer
+    frame: bytes  # the same update, encoded once as a message
 
 
 class Peer:
@@ -50,7 +52,7 @@ class Peer:
         self.room_id = room_id
         self._send = send
         self._close_socket = close
-        self._queue: deque[bytes | _Update] = deque()
+        self._queue: deque[bytes | OutboundUpdate] = deque()
         self._queue_limit = queue_limit
         self._wakeup = asyncio.Event()
         self._close_request: tuple[int, str] | None = None
@@ -67,11 +69,11 @@ class Peer:
         """Queue one message."""
         self._push(frame)
 
-    def send_update(self, update: bytes, frame: bytes) -> None:
-        """Queue a document update; `frame` is `update` already encoded as a message."""
-        self._push(_Update(update, frame))
+    def send_update(self, update: OutboundUpdate) -> None:
+        """Queue a document update (queued messages next to it may be merged with it)."""
+        self._push(update)
 
-    def _push(self, item: bytes | _Update) -> None:
+    def _push(self, item: bytes | OutboundUpdate) -> None:
         if self.closing:
             return
         if len(self._queue) >= self._queue_limit:
@@ -129,12 +131,12 @@ class Peer:
                 await self._close_socket(CloseCode.INTERNAL_ERROR, "internal error")
 
 
-def _coalesce(batch: list[bytes | _Update]) -> list[bytes]:
+def _coalesce(batch: list[bytes | OutboundUpdate]) -> list[bytes]:
     """Frames for a batch, in order, with each run of updates merged into one message."""
     frames: list[bytes] = []
-    run: list[_Update] = []
+    run: list[OutboundUpdate] = []
     for item in batch:
-        if isinstance(item, _Update):
+        if isinstance(item, OutboundUpdate):
             run.append(item)
             if len(run) == MERGE_LIMIT:
                 frames.append(_merge(run))
@@ -149,7 +151,7 @@ def _coalesce(batch: list[bytes | _Update]) -> list[bytes]:
     return frames
 
 
-def _merge(run: list[_Update]) -> bytes:
+def _merge(run: list[OutboundUpdate]) -> bytes:
     if len(run) == 1:
         return run[0].frame
     return encode_update(merge_updates(*(item.update for item in run)))

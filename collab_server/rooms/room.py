@@ -31,7 +31,7 @@ from collab_server.protocol import (
     encode_update,
 )
 from collab_server.rooms.document import LANGUAGE_KEY, Document, meta_of, new_document, text_of
-from collab_server.rooms.peer import Peer
+from collab_server.rooms.peer import OutboundUpdate, Peer
 from collab_server.rooms.presence import Presence
 from collab_server.rooms.text_edit import replacement_update
 from persistence import RoomMissing, Store
@@ -138,10 +138,10 @@ class Room:
         except RoomMissing as error:
             raise RoomDeleted(self.id) from error
         self.doc.apply_update(update)
-        frame = encode_update(update)
+        outbound = OutboundUpdate(update, encode_update(update))
         for peer in self.peers:
             if peer is not origin:
-                peer.send_update(update, frame)
+                peer.send_update(outbound)
         self.log_rows += 1
         self.log_bytes += len(update)
         self._on_appended(self)
