@@ -195,7 +195,10 @@ def run_step(
         check=False,
     )
     if done.returncode != 0:
-        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr else "failed"}
+        lines = done.stderr.strip().splitlines()
+        first = next((line for line in lines if line.startswith("loadgen:")), "failed")
+        alive = server.process is not None and server.process.poll() is None
+        return {"error": first + ("" if alive else f" ({server.name} exited)")}
     result: dict[str, Any] = json.loads(done.stdout)
     return result
 
