@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 import pytest
+from pycrdt import Doc, Text
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -182,17 +183,26 @@ async def test_invalid_room_names_are_refused_with_4400(server: RunningServer, r
 async def test_slow_reader_is_closed_with_4504_and_room_carries_on() -> None:
     """A client that stops reading is closed once its queue is full; it resyncs on reconnect."""
     settings = Settings(store_url="memory://", peer_queue_messages=16)
-    async with run_server(settings) as server, yclient(server.ws_url, "slow") as writer:
+    async with (
+        run_server(settings) as server,
+        yclient(server.ws_url, "slow") as writer,
+        yclient(server.ws_url, "slow") as witness,
+    ):
         # A tiny receive buffer, and a client that never calls recv(): the server's sends stall.
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
         async with connect(f"{server.ws_url}/slow", sock=sock, max_queue=1, max_size=None) as slow:
-            # One large update fills the socket; the small ones behind it pile up in the queue.
-            writer.text.insert(0, "x" * 2_000_000)
+            # Large updates fill the socket and the kernel's buffers (up to 4 MiB here), then the
+            # server's own write buffer; the small ones behind them pile up in the queue.
+            for _ in range(3):
+                writer.text.insert(0, "x" * 2_000_000)
             for number in range(100):
                 writer.text.insert(0, f"{number};")
+            # Read nothing until a client that keeps up has it all: by then every update was
+            # queued for the slow client as well.
+            await witness.wait_until(lambda: len(witness.text) == len(writer.text), limit=30)
             with anyio.fail_after(30):
                 while True:
                     try:
@@ -202,6 +212,32 @@ async def test_slow_reader_is_closed_with_4504_and_room_carries_on() -> None:
             assert slow.close_code == 4504
         async with yclient(server.ws_url, "slow") as newcomer:
             await newcomer.wait_until(lambda: str(newcomer.text) == str(writer.text))
+
+
+async def test_burst_in_one_read_does_not_close_readers_that_keep_up() -> None:
+    """Many messages arriving in one socket read are relayed without overflowing anyone's queue.
+
+    The memory store never suspends, so without yielding the server would queue the whole burst
+    for the reader before its sender ran, and close it as too slow.
+    """
+    settings = Settings(store_url="memory://", peer_queue_messages=64)
+    typist: Doc[Text] = Doc()
+    text = typist.get("codemirror", type=Text)
+    frames: list[bytes] = []
+    typist.observe(lambda event: frames.append(encode_update(event.update)))
+    for number in range(1000):
+        text.insert(number, "x")
+    async with (
+        run_server(settings) as server,
+        yclient(server.ws_url, "burst") as reader,
+        connect(f"{server.ws_url}/burst") as writer,
+    ):
+        for frame in frames:  # no await that yields: the frames reach the server together
+            writer.protocol.send_binary(frame)
+        writer.send_data()
+        await reader.wait_until(lambda: len(reader.text) == 1000 or reader.close_code is not None)
+        assert reader.close_code is None
+        assert str(reader.text) == "x" * 1000
 
 
 async def test_deleting_a_room_closes_its_peers_with_4404(server: RunningServer) -> None:

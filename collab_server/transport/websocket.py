@@ -20,6 +20,13 @@ from persistence import StoreError
 
 logger = logging.getLogger(__name__)
 
+# uvicorn hands over every message of one socket read at once, and with a store that answers
+# without suspending (memory) a receive loop would relay thousands of them before any peer's
+# sender ran: the peers' queues then overflowed and they were closed as "too slow" when only the
+# server was behind. Yielding to the loop every few messages lets the senders drain (and merge)
+# their queues, and keeps one busy client from holding up every other room.
+YIELD_EVERY_MESSAGES = 16
+
 
 class _Socket:
     """The two things a peer needs of a Starlette WebSocket, with its errors translated."""
@@ -79,6 +86,7 @@ async def _serve_peer(websocket: WebSocket, room: Room, settings: Settings) -> N
 
 async def _receive(websocket: WebSocket, room: Room, peer: Peer, max_bytes: int) -> tuple[int, str]:
     """Handle the client's messages until it leaves (code 0) or must be closed (code, reason)."""
+    handled = 0
     while True:
         event = await websocket.receive()
         if event["type"] == "websocket.disconnect":
@@ -104,6 +112,9 @@ async def _receive(websocket: WebSocket, room: Room, peer: Peer, max_bytes: int)
             return CloseCode.STORE_UNAVAILABLE, "storage unavailable, retry later"
         if peer.closing:
             return 0, ""
+        handled += 1
+        if handled % YIELD_EVERY_MESSAGES == 0:
+            await asyncio.sleep(0)
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
