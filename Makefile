@@ -40,10 +40,10 @@ test: $(PY_STAMP) $(NODE_STAMP) browser-deps
 
 # The relay benchmark against the reference server (bench/README.md); BENCH_ARGS passes options.
 bench: $(PY_STAMP) $(NODE_STAMP)
-	$(BIN)/python bench/run_relay.py $(BENCH_ARGS)
+	$(BIN)/python -m bench.run_relay $(BENCH_ARGS)
 
 bench-quick: $(PY_STAMP) $(NODE_STAMP)
-	$(BIN)/python bench/run_relay.py --quick $(BENCH_ARGS)
+	$(BIN)/python -m bench.run_relay --quick $(BENCH_ARGS)
 
 check: $(PY_STAMP)
 	$(BIN)/ruff format --check .

@@ -5,8 +5,8 @@ No sockets: every peer's send is a coroutine that only counts bytes. What is lef
 measured in CPU time, which other work on the machine disturbs far less than wall-clock latency.
 Use it to compare two versions of the hot path:
 
-    .venv/bin/python bench/hotpath.py
-    (cd /path/to/other/checkout && PYTHONPATH=. /path/to/.venv/bin/python bench/hotpath.py)
+    .venv/bin/python -m bench.hotpath
+    PYTHONPATH=/path/to/other/checkout .venv/bin/python bench/hotpath.py   # its collab_server
 
 Each round, every client of every room sends one keystroke, then the event loop runs the peers'
 senders once; `--burst N` sends N keystrokes per client per round (a client whose socket had

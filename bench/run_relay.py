@@ -6,8 +6,8 @@ offered load rises step by step; at each step every server that has not yet satu
 load from a fresh `bench/loadgen.mjs` process (the servers take turns, so background load on the
 machine falls on all of them alike). The results go to a markdown table and a JSON file.
 
-    .venv/bin/python bench/run_relay.py            # full run, ~10 minutes
-    .venv/bin/python bench/run_relay.py --quick    # ~3 minutes
+    .venv/bin/python -m bench.run_relay            # full run, about 10 minutes
+    .venv/bin/python -m bench.run_relay --quick    # about 3 minutes
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from relay_report import REFERENCE, Run, Scenario, render
+from bench.relay_report import REFERENCE, Run, Scenario, render
 
 ROOT = Path(__file__).resolve().parent.parent
 LOADGEN = ROOT / "bench" / "loadgen.mjs"
@@ -41,8 +41,11 @@ SERVER_CORE = "0"
 LOADGEN_CORE = "1"
 
 # Offered deliveries per second (keystrokes typed x other clients in the room), rising.
-LADDER_FULL = [2_000, 5_000, 10_000, 20_000, 30_000, 45_000, 60_000, 80_000, 100_000, 130_000]
-LADDER_QUICK = [5_000, 20_000, 45_000, 80_000]
+LADDER_FULL = [
+    *(1_000, 2_000, 5_000, 10_000, 20_000, 30_000),
+    *(45_000, 60_000, 80_000, 100_000, 130_000),
+]
+LADDER_QUICK = [2_000, 10_000, 30_000, 60_000]
 
 SCENARIOS = {
     "1x2": Scenario("1x2", rooms=1, clients=2),
@@ -264,8 +267,11 @@ def versions() -> dict[str, str]:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="fewer, shorter steps (~3 min)")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run_relay",
+        description="Relay benchmark against the reference server.",
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter steps (about 3 min)")
     parser.add_argument("--servers", default="reference,ours-memory,ours-sqlite")
     parser.add_argument("--scenarios", default="1x2,1x20,10x10")
     parser.add_argument("--ladder", help="offered deliveries/s, comma-separated")
@@ -284,7 +290,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
-    args.duration = args.duration if args.duration is not None else (3.0 if args.quick else 5.0)
+    args.duration = args.duration if args.duration is not None else (2.0 if args.quick else 4.0)
     if args.ladder:
         args.ladder = [int(value) for value in args.ladder.split(",")]
     else:
@@ -304,9 +310,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     if not REFERENCE_SERVER.exists():
         raise SystemExit("node_modules missing: run `npm ci` first")
-    command = " ".join(
-        ["python", "bench/run_relay.py", *(argv if argv is not None else sys.argv[1:])]
-    )
+    arguments = argv if argv is not None else sys.argv[1:]
+    command = " ".join([".venv/bin/python -m bench.run_relay", *arguments])
     run = Run(
         command=command,
         started=datetime.now(UTC).isoformat(timespec="seconds"),
