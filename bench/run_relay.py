@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
@@ -31,7 +32,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.relay_report import REFERENCE, Run, Scenario, render
+from bench.relay_report import REFERENCE, Run, Scenario, render, sustained
 
 ROOT = Path(__file__).resolve().parent.parent
 LOADGEN = ROOT / "bench" / "loadgen.mjs"
@@ -53,12 +54,11 @@ SCENARIOS = {
     "10x10": Scenario("10x10", rooms=10, clients=10),
 }
 
-# A server is overloaded at a step when its p99 passes this, when less than this share of the
-# offered deliveries arrive within the window, or when it closes or loses anything.
-OVERLOAD_P99_MS = 500.0
-OVERLOAD_DELIVERED_SHARE = 0.8
-# Steps in a row a server may be overloaded before it gets no higher steps.
-OVERLOADED_STEPS_TO_STOP = 2
+# A step that is not sustained while the rest of the machine used more than this (in cores) is
+# run once more, and the better of the two attempts kept: noise only ever makes results worse.
+NOISY_OTHER_LOAD = 0.25
+# Steps in a row a server may fail to sustain before it gets no higher steps.
+FAILED_STEPS_TO_STOP = 2
 
 
 @dataclass
@@ -206,18 +206,25 @@ def run_step(
     return result
 
 
-def overloaded(result: dict[str, Any]) -> bool:
+def other_load(result: dict[str, Any]) -> float:
     if "error" in result:
-        return True
-    p99 = result["p99_ms"]
-    return (
-        p99 == "inf"
-        or p99 > OVERLOAD_P99_MS
-        or result["delivered_per_s"] < OVERLOAD_DELIVERED_SHARE * result["offered_per_s"]
-        or result["closed"] > 0
-        or result["gaps"] > 0
-        or bool(result["server_missing"])
-    )
+        return 0.0
+    return float(result["machine_cpu"] - (result["server_cpu"] or 0) - result["gen_cpu"])
+
+
+def better(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    def rank(result: dict[str, Any]) -> tuple[bool, float]:
+        if "error" in result:
+            return (False, math.inf)
+        p99 = result["p99_ms"]
+        return (sustained(result), math.inf if p99 in ("inf", None) else -float(p99))
+
+    chosen, other = (first, second) if rank(first) >= rank(second) else (second, first)
+    chosen["attempts"] = [{k: other.get(k) for k in ATTEMPT_KEYS}, *chosen.get("attempts", [])]
+    return chosen
+
+
+ATTEMPT_KEYS = ("p50_ms", "p99_ms", "delivered_per_s", "server_cpu", "machine_cpu", "error")
 
 
 def machine_load() -> dict[str, Any]:
@@ -277,6 +284,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--ladder", help="offered deliveries/s, comma-separated")
     parser.add_argument("--warmup", type=float, help="seconds of load before measuring")
     parser.add_argument("--duration", type=float, help="seconds measured per step")
+    parser.add_argument(
+        "--retries", type=int, default=1, help="runs more of a step failed amid other load"
+    )
     parser.add_argument("--drain", type=float, default=3.0, help="seconds to wait for stragglers")
     parser.add_argument(
         "--baseline", type=Path, help="a checkout of this repo to run as base-memory/base-sqlite"
@@ -331,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         run.servers = {server.name: server.label for server in servers}
         for scenario in scenarios:
             stopped: set[str] = set()
-            strikes = dict.fromkeys(run.servers, 0)
+            failed = dict.fromkeys(run.servers, 0)
             for step, offered in enumerate(args.ladder):
                 turn = [s for s in servers if s.name not in stopped]
                 if not turn:
@@ -340,11 +350,21 @@ def main(argv: Sequence[str] | None = None) -> None:
                 for server in turn[shift:] + turn[:shift]:
                     prefix = f"{scenario.name}-{offered}-{server.name}"
                     result = run_step(server, scenario, offered, args, prefix)
+                    tries = 1
+                    while (
+                        not sustained(result)
+                        and other_load(result) > NOISY_OTHER_LOAD
+                        and tries <= args.retries
+                    ):
+                        print(progress(result, scenario.name, offered, server.name) + "; again")
+                        again = run_step(server, scenario, offered, args, f"{prefix}-{tries}")
+                        result = better(result, again)
+                        tries += 1
                     result.update(scenario=scenario.name, server=server.name, offered=offered)
                     run.steps.append(result)
-                    print(progress(result), flush=True)
-                    strikes[server.name] = strikes[server.name] + 1 if overloaded(result) else 0
-                    if strikes[server.name] >= OVERLOADED_STEPS_TO_STOP:
+                    print(progress(result, scenario.name, offered, server.name), flush=True)
+                    failed[server.name] = 0 if sustained(result) else failed[server.name] + 1
+                    if failed[server.name] >= FAILED_STEPS_TO_STOP:
                         stopped.add(server.name)
     run.seconds = time.monotonic() - started
     run.load_after = machine_load()
@@ -353,8 +373,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"wrote {args.out} and {args.json} in {run.seconds:.0f} s")
 
 
-def progress(result: dict[str, Any]) -> str:
-    head = f"{result['scenario']:>6} {result['offered']:>7}/s {result['server']:<12}"
+def progress(result: dict[str, Any], scenario: str, offered: int, server: str) -> str:
+    head = f"{scenario:>6} {offered:>7}/s {server:<12}"
     if "error" in result:
         return f"{head} error: {result['error']}"
 
@@ -365,7 +385,7 @@ def progress(result: dict[str, Any]) -> str:
         f"{head} delivered {result['delivered_per_s']:>8.0f}/s"
         f"  p50 {number(result['p50_ms']):>7} ms  p99 {number(result['p99_ms']):>7} ms"
         f"  server {100 * (result['server_cpu'] or 0):3.0f}% cpu"
-        f"  gen {100 * result['gen_cpu']:3.0f}%  machine {result['machine_cpu']:.2f} cores"
+        f"  gen {100 * result['gen_cpu']:3.0f}%  other {other_load(result):.2f} cores"
         f"  closed {result['closed']}"
     )
 
