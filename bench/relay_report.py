@@ -7,6 +7,8 @@ from typing import Any
 
 # A step is sustained when nearly everything offered arrives, in time, with nothing lost.
 SUSTAINED_P99_MS = 100.0
+# A looser bar for throughput capacity, which brief stalls of a shared machine disturb less.
+CAPACITY_P99_MS = 1000.0
 SUSTAINED_DELIVERED_SHARE = 0.95
 # The generator counts as a possible bottleneck past this share of its core.
 GENERATOR_BUSY = 0.8
@@ -48,14 +50,14 @@ class Run:
         return cls(**data)
 
 
-def sustained(step: dict[str, Any]) -> bool:
+def sustained(step: dict[str, Any], p99_limit: float = SUSTAINED_P99_MS) -> bool:
     if "error" in step:
         return False
     p99 = step["p99_ms"]
     return (
         p99 != "inf"
         and p99 is not None
-        and p99 < SUSTAINED_P99_MS
+        and p99 < p99_limit
         and step["delivered_per_s"] >= SUSTAINED_DELIVERED_SHARE * step["offered_per_s"]
         and step["closed"] == 0
         and step["gaps"] == 0
@@ -63,12 +65,14 @@ def sustained(step: dict[str, Any]) -> bool:
     )
 
 
-def best(steps: list[dict[str, Any]], server: str, scenario: str) -> dict[str, Any] | None:
-    """The highest sustained step of a server in a scenario."""
+def best(
+    steps: list[dict[str, Any]], server: str, scenario: str, p99_limit: float = SUSTAINED_P99_MS
+) -> dict[str, Any] | None:
+    """The highest step of a server in a scenario that it sustained within `p99_limit`."""
     passing = [
         step
         for step in steps
-        if step["server"] == server and step["scenario"] == scenario and sustained(step)
+        if step["server"] == server and step["scenario"] == scenario and sustained(step, p99_limit)
     ]
     return max(passing, key=lambda step: step["offered"], default=None)
 
@@ -116,43 +120,51 @@ def _status(step: dict[str, Any]) -> str:
     return ", ".join(problems)
 
 
-def _summary(run: Run, scenarios: list[str]) -> list[str]:
-    ours = [name for name in run.servers if name != REFERENCE]
+def baseline(run: Run) -> str | None:
+    """The server the others are compared with: the reference, else a `base-*` server."""
+    if REFERENCE in run.servers:
+        return REFERENCE
+    return next((name for name in run.servers if name.startswith("base-")), None)
+
+
+def _summary(run: Run, scenarios: list[str], p99_limit: float) -> list[str]:
+    base = baseline(run)
+    others = [name for name in run.servers if name != base]
+    compared = [] if base is None else others
     lines = [
         "| scenario | "
         + " | ".join(f"{run.servers[name]}: max delivered/s" for name in run.servers)
-        + "".join(
-            f" | {run.servers[name]} / reference" for name in ours if REFERENCE in run.servers
-        )
+        + "".join(f" | {name} / {base}" for name in compared)
         + " |",
-        "|---" * (1 + len(run.servers) + (len(ours) if REFERENCE in run.servers else 0)) + "|",
+        "|---" * (1 + len(run.servers) + len(compared)) + "|",
     ]
     for scenario in scenarios:
         rates: dict[str, float | None] = {}
         cells = []
         for name in run.servers:
-            top = best(run.steps, name, scenario)
+            top = best(run.steps, name, scenario, p99_limit)
             rates[name] = top["delivered_per_s"] if top else None
             cells.append(
                 f"{top['delivered_per_s']:,.0f} (step {top['offered']:,})" if top else "none"
             )
-        if REFERENCE in run.servers:
-            cells += [_ratio(rates[name], rates[REFERENCE]) for name in ours]
+        if base is not None:
+            cells += [_ratio(rates[name], rates[base]) for name in compared]
         lines.append(f"| {scenario} | " + " | ".join(cells) + " |")
     return lines
 
 
 def _matched(run: Run, scenarios: list[str]) -> list[str]:
-    """Latency and CPU of every server at the reference's highest sustained step."""
-    if REFERENCE not in run.servers:
+    """Latency and CPU of every server at the baseline's highest sustained step."""
+    base = baseline(run)
+    if base is None:
         return []
     lines = [
-        "| scenario | step (offered/s) | server | p50 ms | p99 ms | p99 vs reference"
-        " | server CPU µs/delivery | CPU vs reference |",
+        f"| scenario | step (offered/s) | server | p50 ms | p99 ms | p99 vs {base}"
+        f" | server CPU µs/delivery | CPU vs {base} |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for scenario in scenarios:
-        top = best(run.steps, REFERENCE, scenario)
+        top = best(run.steps, base, scenario)
         if top is None:
             continue
         ref_cpu = _cpu_per_delivery(top)
@@ -245,11 +257,16 @@ def render(run: Run) -> str:
         "",
         "Highest step each server sustained (p99 < 100 ms, at least 95 % of the offered deliveries"
         " arrived in the window, nothing closed or lost), as delivered updates per second, and"
-        " the ratio to the reference server (higher is better):",
+        " the ratio to the baseline server (higher is better):",
         "",
-        *_summary(run, scenarios),
+        *_summary(run, scenarios, SUSTAINED_P99_MS),
         "",
-        "At the reference server's highest sustained step (lower is better):",
+        "The same with p99 < 1 s (throughput capacity; brief stalls from other work on the"
+        " machine hurt this one less):",
+        "",
+        *_summary(run, scenarios, CAPACITY_P99_MS),
+        "",
+        "At the baseline server's highest sustained step (lower is better):",
         "",
         *_matched(run, scenarios),
     ]
