@@ -218,6 +218,20 @@ def _load(label: str, load: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _generator(run: Run) -> list[str]:
+    measured = [step for step in run.steps if "error" not in step]
+    if not measured:
+        return []
+    busiest = max(measured, key=lambda step: step["gen_cpu"])
+    delay = max(step["gen_loop_delay_p99_ms"] for step in measured)
+    return [
+        f"- Load generator: at most {100 * busiest['gen_cpu']:.0f} % of its core"
+        f" ({busiest['scenario']}, {busiest['offered']:,}/s, {busiest['server']}); its event"
+        f" loop delay p99 was at most {delay:.1f} ms in every step, so latencies well above"
+        " that come from the server."
+    ]
+
+
 def render(run: Run) -> str:
     scenarios = list(dict.fromkeys(step["scenario"] for step in run.steps))
     titles = {
@@ -249,6 +263,7 @@ def render(run: Run) -> str:
         f"- Each step: {run.warmup:g} s warm-up, {run.duration:g} s measured. A step not sustained"
         " while the rest of the machine used over 0.25 cores was run again and the better"
         " attempt kept (`best of 2` in the tables).",
+        *_generator(run),
         *_load("Machine load before", run.load_before),
         *_load("Machine load after", run.load_after),
         *[f"- {note}" for note in run.notes],

@@ -294,7 +294,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not use taskset")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS-relay.md")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results-relay.json")
-    parser.add_argument("--note", action="append", default=[], help="a line for the notes")
+    parser.add_argument(
+        "--note", action="append", default=[], help="a line for the notes (kept in the JSON)"
+    )
     parser.add_argument(
         "--report-only", action="store_true", help="re-render --out from --json, run nothing"
     )
@@ -316,6 +318,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     if args.report_only:
         run = Run.from_json(json.loads(args.json.read_text()))
+        run.notes += args.note
+        args.json.write_text(json.dumps(run.to_json(), indent=1) + "\n")
         args.out.write_text(render(run))
         return
     if not REFERENCE_SERVER.exists():
