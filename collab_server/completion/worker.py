@@ -13,11 +13,16 @@ provider's bounded cost.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+
+import jedi
 
 from collab_server.completion.generic import complete_generic, word_start
 from collab_server.completion.job import Completions, Job
@@ -101,6 +106,7 @@ def start_worker() -> None:
     """The pool's initializer: build this process's worker and start warming jedi."""
     global _worker
     os.nice(NICENESS)
+    _private_jedi_cache()
     threading.Thread(
         target=_exit_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True
     ).start()
@@ -108,10 +114,22 @@ def start_worker() -> None:
     _worker.warm_up()
 
 
+def _private_jedi_cache() -> None:
+    """Give this worker a cache directory of its own, removed when it exits.
+
+    parso writes its pickle cache in place and does not expect a half-written file: two workers
+    (or two servers) sharing ~/.cache/jedi made jedi fail with EOFError now and then.
+    """
+    directory = tempfile.mkdtemp(prefix="collab-jedi-")
+    jedi.settings.cache_directory = directory
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+
+
 def _exit_with_parent(parent: int) -> None:
     """A server killed with SIGKILL cannot stop its pool: its workers notice and leave."""
     while os.getppid() == parent:
         time.sleep(PARENT_CHECK_SECONDS)
+    shutil.rmtree(jedi.settings.cache_directory, ignore_errors=True)
     os._exit(0)
 
 
