@@ -32,6 +32,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench.pgdb import scratch_database_sync
 from bench.relay_report import REFERENCE, Run, Scenario, render, sustained
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,20 +93,38 @@ def pinned(command: list[str], core: str, pin: bool) -> list[str]:
     return ["taskset", "-c", core, *command] if pin else command
 
 
+STORE_LABELS = {
+    "memory": ", memory store",
+    "sqlite": ", SQLite (durable)",
+    "postgres": ", PostgreSQL (durable)",
+}
+
+
 def make_servers(
-    names: Sequence[str], data_dir: Path, pin: bool, baseline: Path | None
+    names: Sequence[str],
+    data_dir: Path,
+    pin: bool,
+    baseline: Path | None,
+    postgres_url: str | None = None,
 ) -> list[Server]:
-    """Servers by name: `reference`, `ours-memory`, `ours-sqlite`, and with a baseline
-    checkout (`--baseline DIR`) `base-memory` and `base-sqlite`, our server from that tree."""
+    """Servers by name: `reference`, `ours-memory`, `ours-sqlite`, `ours-postgres` (a scratch
+    database on COLLAB_BENCH_POSTGRES_URL), and with a baseline checkout (`--baseline DIR`)
+    `base-memory` and `base-sqlite`, our server from that tree."""
     servers: list[Server] = []
     for name in names:
         port = free_port()
         cwd = ROOT
         kind, _, store_name = name.partition("-")
-        if kind in ("ours", "base") and store_name in ("memory", "sqlite"):
-            store = "memory://" if store_name == "memory" else f"sqlite:///{data_dir}/{name}.db"
-            label = "ours" if kind == "ours" else "baseline"
-            label += ", memory store" if store_name == "memory" else ", SQLite (durable)"
+        if kind in ("ours", "base") and store_name in STORE_LABELS:
+            if store_name == "memory":
+                store = "memory://"
+            elif store_name == "sqlite":
+                store = f"sqlite:///{data_dir}/{name}.db"
+            elif postgres_url is not None:
+                store = postgres_url
+            else:
+                raise SystemExit(f"{name} needs a PostgreSQL database")
+            label = ("ours" if kind == "ours" else "baseline") + STORE_LABELS[store_name]
             command = [sys.executable, "-m", "collab_server", "serve", "--port", str(port)]
             command += ["--store", store]
             env = {"COLLAB_LOG_LEVEL": "warning"}
@@ -338,8 +357,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     scenarios = [SCENARIOS[name] for name in args.scenarios.split(",")]
     started = time.monotonic()
+    names = args.servers.split(",")
     with tempfile.TemporaryDirectory(prefix="collab-bench-") as scratch, ExitStack() as stack:
-        servers = make_servers(args.servers.split(","), Path(scratch), args.pin, args.baseline)
+        postgres_url = None
+        if any(name.endswith("-postgres") for name in names):
+            postgres_url = stack.enter_context(scratch_database_sync())
+        servers = make_servers(names, Path(scratch), args.pin, args.baseline, postgres_url)
         for server in servers:
             stack.enter_context(running(server, Path(scratch)))
         run.servers = {server.name: server.label for server in servers}
