@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 
+from collab_server.cluster.bus import RedisBus
 from collab_server.completion import CompletionService
 from collab_server.rooms.registry import RoomRegistry
 from collab_server.settings import Settings
@@ -18,6 +20,10 @@ from persistence import open_store
 
 
 def create_app(settings: Settings) -> Starlette:
+    if settings.redis_url and urlsplit(settings.store_url).scheme not in ("postgresql", "postgres"):
+        # Processes that relay to each other must also read and write one shared log.
+        raise ValueError("COLLAB_REDIS_URL needs a PostgreSQL COLLAB_STORE_URL")
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = open_store(
@@ -25,12 +31,15 @@ def create_app(settings: Settings) -> Starlette:
         )
         await store.open()
         try:
-            async with (
-                RoomRegistry(store, settings) as registry,
-                CompletionService(settings) as completion_service,
-            ):
+            async with AsyncExitStack() as stack:
+                bus = None
+                if settings.redis_url:
+                    bus = await stack.enter_async_context(RedisBus(settings.redis_url))
+                registry = await stack.enter_async_context(RoomRegistry(store, settings, bus))
+                if bus is not None:
+                    bus.on_reconnect = registry.catch_up_all
                 app.state.registry = registry
-                app.state.completion = completion_service
+                app.state.completion = await stack.enter_async_context(CompletionService(settings))
                 yield
         finally:
             await store.close()

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     ws_deflate: bool = Field(
         False, description="Offer permessage-deflate (costs CPU on keystroke-sized frames)."
     )
+    redis_url: str | None = Field(
+        None,
+        description="Redis that relays rooms between server processes sharing one PostgreSQL "
+        "store (e.g. redis://127.0.0.1:6379/0); unset: this process is alone.",
+    )
     public_url: str | None = Field(
         None,
         description="Base URL clients use to reach the server (e.g. https://collab.example.com); "

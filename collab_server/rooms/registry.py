@@ -16,9 +16,17 @@ from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any
 
-from collab_server.protocol import CloseCode
+from collab_server.cluster.bus import RedisBus
+from collab_server.cluster.messages import BusMessage, Kind
+from collab_server.protocol import (
+    AwarenessEntry,
+    CloseCode,
+    ProtocolError,
+    decode_awareness,
+    encode_awareness,
+)
 from collab_server.rooms import snapshot
-from collab_server.rooms.room import Room
+from collab_server.rooms.room import Room, RoomListener
 from collab_server.settings import Settings
 from persistence import Store, StoreError
 
@@ -32,10 +40,12 @@ def is_valid_room_id(room_id: str) -> bool:
     return ROOM_ID_PATTERN.fullmatch(room_id) is not None
 
 
-class RoomRegistry:
-    def __init__(self, store: Store, settings: Settings) -> None:
+class RoomRegistry(RoomListener):
+    def __init__(self, store: Store, settings: Settings, bus: RedisBus | None = None) -> None:
         self.store = store
         self._settings = settings
+        self._bus = bus  # other server processes sharing the store, if any
+        self._early: dict[str, list[BusMessage]] = {}  # bus messages for rooms still loading
         self._rooms: dict[str, Room] = {}
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._idle_timers: dict[str, asyncio.TimerHandle] = {}
@@ -110,6 +120,25 @@ class RoomRegistry:
         return await asyncio.shield(loading)
 
     async def _load(self, room_id: str) -> Room:
+        if self._bus is not None:
+            # Subscribed before reading the store: nothing published meanwhile is missed.
+            self._early[room_id] = []
+            await self._bus.subscribe(room_id, lambda message: self._on_bus(room_id, message))
+        try:
+            room = await self._read(room_id)
+        except Exception:
+            if self._bus is not None:
+                await self._bus.unsubscribe(room_id)
+            raise
+        finally:
+            early = self._early.pop(room_id, [])
+        for message in early:
+            self._on_bus(room_id, message)
+        if self._bus is not None:
+            self._bus.publish(room_id, Kind.QUERY_AWARENESS)
+        return room
+
+    async def _read(self, room_id: str) -> Room:
         record = await self.store.ensure_room(room_id)
         if record.log_rows > self._settings.compact_after_updates:
             await snapshot.compact(self.store, room_id)
@@ -120,7 +149,7 @@ class RoomRegistry:
             self.store,
             log_rows=len(log.updates),
             log_bytes=log.log_bytes,
-            on_appended=self._after_append,
+            listener=self,
         )
         self._rooms[room_id] = room
         self._language[room_id] = record.language
@@ -211,6 +240,8 @@ class RoomRegistry:
         del self._rooms[room_id]
         self._language.pop(room_id, None)
         logger.info("room %s unloaded", room_id)
+        if self._bus is not None:
+            await self._bus.unsubscribe(room_id)
         if room.log_rows > 0:
             await snapshot.compact(self.store, room_id)
 
@@ -218,6 +249,14 @@ class RoomRegistry:
 
     async def delete(self, room_id: str) -> bool:
         """Delete a room and its history, closing its peers; False if it did not exist."""
+        await self._forget(room_id)
+        deleted = await self.store.delete_room(room_id)
+        if self._bus is not None:
+            self._bus.publish(room_id, Kind.DELETED)
+        return deleted
+
+    async def _forget(self, room_id: str) -> None:
+        """Drop a deleted room from memory and close its peers."""
         room = self._rooms.pop(room_id, None)
         if room is not None:
             room.deleted = True
@@ -226,4 +265,46 @@ class RoomRegistry:
         if timer is not None:
             timer.cancel()
         self._language.pop(room_id, None)
-        return await self.store.delete_room(room_id)
+        if self._bus is not None:
+            await self._bus.unsubscribe(room_id)
+
+    # -- other server processes ---------------------------------------------------------------
+
+    def update_stored(self, room: Room, update: bytes) -> None:
+        self._after_append(room)
+        if self._bus is not None:
+            self._bus.publish(room.id, Kind.UPDATE, update)
+
+    def awareness_changed(self, room: Room, entries: list[AwarenessEntry]) -> None:
+        if self._bus is not None:
+            self._bus.publish(room.id, Kind.AWARENESS, encode_awareness(entries))
+
+    def catch_up_all(self) -> None:
+        """The bus lost messages: every loaded room reads what it missed from the store."""
+        for room in list(self._rooms.values()):
+            self._start(self._catch_up(room), f"room {room.id}: catch-up")
+
+    async def _catch_up(self, room: Room) -> None:
+        room.catch_up(await self.store.load(room.id))
+
+    def _on_bus(self, room_id: str, message: BusMessage) -> None:
+        room = self._rooms.get(room_id)
+        if room is None:
+            if room_id in self._early:
+                self._early[room_id].append(message)
+            return
+        if message.kind is Kind.UPDATE:
+            room.apply_remote_update(message.payload)
+            self._after_append(room)
+        elif message.kind is Kind.AWARENESS:
+            try:
+                room.apply_remote_awareness(decode_awareness(message.payload))
+            except ProtocolError as error:
+                logger.warning("room %s: bad awareness from another process: %s", room_id, error)
+        elif message.kind is Kind.QUERY_AWARENESS:
+            if self._bus is not None and (entries := room.local_awareness()):
+                self._bus.publish(room_id, Kind.AWARENESS, encode_awareness(entries))
+        elif message.kind is Kind.DELETED:
+            self._start(self._forget(room_id), f"room {room_id}: deleted elsewhere")
+        elif message.kind is Kind.RESYNC:
+            self._start(self._catch_up(room), f"room {room_id}: catch-up")

@@ -8,7 +8,6 @@ update is checked, appended durably, and only then applied and relayed, so whate
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 from pycrdt import MapEvent, Text, get_state
 
@@ -34,7 +33,7 @@ from collab_server.rooms.document import LANGUAGE_KEY, Document, meta_of, new_do
 from collab_server.rooms.peer import OutboundUpdate, Peer
 from collab_server.rooms.presence import Presence
 from collab_server.rooms.text_edit import replacement_update
-from persistence import RoomMissing, Store
+from persistence import RoomMissing, Store, StoredLog
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +45,16 @@ class RoomDeleted(Exception):
     """The room was deleted while someone was still writing to it."""
 
 
+class RoomListener:
+    """What the owner of a room hears about it (the registry: compaction, other processes)."""
+
+    def update_stored(self, room: Room, update: bytes) -> None:
+        """A local update was stored, applied and relayed."""
+
+    def awareness_changed(self, room: Room, entries: list[AwarenessEntry]) -> None:
+        """Local clients' awareness changed (states, or removals when they leave)."""
+
+
 class Room:
     def __init__(
         self,
@@ -55,7 +64,7 @@ class Room:
         *,
         log_rows: int = 0,
         log_bytes: int = 0,
-        on_appended: Callable[[Room], None] = lambda room: None,
+        listener: RoomListener | None = None,
     ) -> None:
         self.id = room_id
         self.doc = doc
@@ -66,7 +75,7 @@ class Room:
         self.log_bytes = log_bytes
         self._store = store
         self._presence = Presence()
-        self._on_appended = on_appended
+        self._listener = listener or RoomListener()
         # The registry asks for the language after every append: read it again only after a
         # transaction changed the meta map (a Map.get per keystroke cost ~10 % of the CPU).
         self._meta = meta_of(doc)
@@ -93,6 +102,7 @@ class Room:
         removals = self._presence.remove_peer(peer)
         if removals:
             self._broadcast(self._awareness_frame(removals))
+            self._listener.awareness_changed(self, removals)
         logger.info("room %s peer %s left (%d peers)", self.id, peer.id, len(self.peers))
 
     def close_peers(self, code: int, reason: str) -> None:
@@ -137,6 +147,10 @@ class Room:
             await self._store.append(self.id, update)
         except RoomMissing as error:
             raise RoomDeleted(self.id) from error
+        self._apply_and_relay(update, origin)
+        self._listener.update_stored(self, update)
+
+    def _apply_and_relay(self, update: bytes, origin: Peer | None) -> None:
         self.doc.apply_update(update)
         outbound = OutboundUpdate(update, encode_update(update))
         for peer in self.peers:
@@ -144,7 +158,6 @@ class Room:
                 peer.send_update(outbound)
         self.log_rows += 1
         self.log_bytes += len(update)
-        self._on_appended(self)
 
     def _apply_awareness(self, peer: Peer, entries: list[AwarenessEntry]) -> None:
         accepted = self._presence.apply(entries, peer)
@@ -152,6 +165,37 @@ class Room:
             return
         # Echo to the sender too: the stock client drops a socket that hears nothing for 30 s.
         self._broadcast(self._awareness_frame(accepted))
+        self._listener.awareness_changed(self, accepted)
+
+    # -- other server processes ---------------------------------------------------------------
+
+    def apply_remote_update(self, update: bytes) -> None:
+        """An update another process stored (so it is durable already): apply it, relay it."""
+        try:
+            self._apply_and_relay(update, origin=None)
+        except ValueError:
+            logger.exception("room %s: an update from another process does not apply", self.id)
+
+    def apply_remote_awareness(self, entries: list[AwarenessEntry]) -> None:
+        accepted = self._presence.apply(entries, None)
+        if accepted:
+            self._broadcast(self._awareness_frame(accepted))
+
+    def local_awareness(self) -> list[AwarenessEntry]:
+        """The states of this process's own clients, for a process that just loaded the room."""
+        return self._presence.entries(local_only=True)
+
+    def catch_up(self, log: StoredLog) -> None:
+        """Apply whatever the store has that this copy lacks (missed messages from others)."""
+        before = self.doc.get_state()
+        with self.doc.transaction():
+            for update in [log.snapshot, *log.updates]:
+                if update is not None:
+                    self.doc.apply_update(update)
+        missing = self.doc.get_update(before)
+        outbound = OutboundUpdate(missing, encode_update(missing))
+        for peer in self.peers:
+            peer.send_update(outbound)
 
     def _broadcast(self, frame: bytes) -> None:
         for peer in self.peers:

@@ -1,0 +1,1 @@
+"""Cross-process fan-out: server processes sharing one PostgreSQL store relay rooms over Redis."""
