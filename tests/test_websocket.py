@@ -11,6 +11,7 @@ import socket
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anyio
 import pytest
@@ -198,11 +199,11 @@ async def test_slow_reader_is_closed_with_4504_and_room_carries_on() -> None:
             # server's own write buffer; the small ones behind them pile up in the queue.
             for _ in range(3):
                 writer.text.insert(0, "x" * 2_000_000)
-            for number in range(100):
+            # One at a time (a burst would be merged into a few messages): each reaches the
+            # client that keeps up, and is queued for the slow one as a message of its own.
+            for number in range(40):
                 writer.text.insert(0, f"{number};")
-            # Read nothing until a client that keeps up has it all: by then every update was
-            # queued for the slow client as well.
-            await witness.wait_until(lambda: len(witness.text) == len(writer.text), limit=30)
+                await witness.wait_until(lambda: len(witness.text) == len(writer.text), limit=30)
             with anyio.fail_after(30):
                 while True:
                     try:
@@ -272,3 +273,22 @@ async def test_awareness_from_another_client_id_is_relayed_to_everyone(
         for client in (alice, bob):
             await client.wait_until(lambda c=client: c.awareness.get(alice.doc.client_id) == state)  # type: ignore[misc]
         assert json.dumps(bob.awareness[alice.doc.client_id]) == json.dumps(state)
+
+
+async def test_updates_sent_just_before_leaving_are_stored(tmp_path: Path) -> None:
+    """A client may type and close at once: what it sent is stored and relayed all the same."""
+    settings = Settings(store_url=f"sqlite:///{tmp_path}/collab.db")
+    async with run_server(settings) as server, yclient(server.ws_url, "hasty") as witness:
+        async with connect(f"{server.ws_url}/hasty") as hasty:
+            typist: Doc[Text] = Doc()
+            typed = typist.get("codemirror", type=Text)
+            frames: list[bytes] = []
+            typist.observe(lambda event: frames.append(encode_update(event.update)))
+            for number in range(300):
+                typed.insert(len(typed), f"{number};")
+            for frame in frames:
+                await hasty.send(frame)
+        expected = str(typed)
+        await witness.wait_until(lambda: str(witness.text) == expected)
+    async with run_server(settings) as server, yclient(server.ws_url, "hasty") as later:
+        assert str(later.text) == expected

@@ -7,9 +7,10 @@ update is checked, appended durably, and only then applied and relayed, so whate
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
-from pycrdt import MapEvent, Text, get_state
+from pycrdt import MapEvent, Text, get_state, merge_updates
 
 from collab_server.protocol import (
     AuthMessage,
@@ -135,28 +136,45 @@ class Room:
 
     async def apply_update(self, update: bytes, origin: Peer | None) -> None:
         """Store an update, then apply it and relay it to every peer but its origin."""
-        if update == EMPTY_UPDATE:
-            return
+        self.check_update(update)
+        await self.apply_updates([update], origin)
+
+    @staticmethod
+    def check_update(update: bytes) -> None:
+        """Raise `ProtocolError` unless yrs can decode the update."""
         try:
             get_state(update)  # decodes the whole update: yrs accepts exactly what decodes
         except ValueError as error:
             raise ProtocolError(f"update rejected: {error}", CloseCode.UPDATE_REJECTED) from error
+
+    async def apply_updates(self, updates: list[bytes], origin: Peer | None) -> None:
+        """Store checked updates (sharing the store's batches), then apply and relay them in
+        order. Empty updates are skipped."""
+        updates = [update for update in updates if update != EMPTY_UPDATE]
+        if not updates:
+            return
         if self.deleted:
             raise RoomDeleted(self.id)
         try:
-            await self._store.append(self.id, update)
+            if len(updates) == 1:
+                await self._store.append(self.id, updates[0])
+            else:
+                # All queued at once: the store's writer commits them as one batch.
+                await asyncio.gather(*(self._store.append(self.id, update) for update in updates))
         except RoomMissing as error:
             raise RoomDeleted(self.id) from error
-        self._apply_and_relay(update, origin)
+        # One message for the whole batch: peers' queues grow by one item, not by the batch.
+        update = updates[0] if len(updates) == 1 else merge_updates(*updates)
+        self._apply_and_relay(update, origin, stored_rows=len(updates))
         self._listener.update_stored(self, update)
 
-    def _apply_and_relay(self, update: bytes, origin: Peer | None) -> None:
+    def _apply_and_relay(self, update: bytes, origin: Peer | None, stored_rows: int = 1) -> None:
         self.doc.apply_update(update)
         outbound = OutboundUpdate(update, encode_update(update))
         for peer in self.peers:
             if peer is not origin:
                 peer.send_update(outbound)
-        self.log_rows += 1
+        self.log_rows += stored_rows
         self.log_bytes += len(update)
 
     def _apply_awareness(self, peer: Peer, entries: list[AwarenessEntry]) -> None:

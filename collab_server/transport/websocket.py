@@ -11,7 +11,8 @@ import logging
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from collab_server.protocol import CloseCode, ProtocolError, decode_message
+from collab_server.protocol import CloseCode, ProtocolError, SyncStep2, SyncUpdate, decode_message
+from collab_server.rooms.intake import UpdateIntake
 from collab_server.rooms.peer import Peer, PeerDisconnected
 from collab_server.rooms.registry import RoomRegistry, is_valid_room_id
 from collab_server.rooms.room import Room, RoomDeleted
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 # server was behind. Yielding to the loop every few messages lets the senders drain (and merge)
 # their queues, and keeps one busy client from holding up every other room.
 YIELD_EVERY_MESSAGES = 16
+DRAIN_SECONDS = 10.0  # how long a closing connection waits for its queued updates to be stored
 
 
 class _Socket:
@@ -68,15 +70,21 @@ async def serve_websocket(websocket: WebSocket) -> None:
 async def _serve_peer(websocket: WebSocket, room: Room, settings: Settings) -> None:
     socket = _Socket(websocket)
     peer = Peer(room.id, socket.send, socket.close, queue_limit=settings.peer_queue_messages)
+    intake = UpdateIntake(
+        room, peer, on_failure=lambda error: peer.close(*_close_reason(room, peer, error))
+    )
     async with asyncio.TaskGroup() as tasks:
         tasks.create_task(peer.run(), name=f"send {room.id}/{peer.id}")
+        storing = tasks.create_task(intake.run(), name=f"store {room.id}/{peer.id}")
         room.join(peer)
         try:
-            code, reason = await _receive(websocket, room, peer, settings.max_message_bytes)
-        except Exception:
-            logger.exception("room %s peer %s: internal error", room.id, peer.id)
-            code, reason = CloseCode.INTERNAL_ERROR, "internal error"
+            try:
+                code, reason = await _receive(websocket, room, peer, intake, settings)
+            except Exception as error:
+                code, reason = _close_reason(room, peer, error)
+            await _drain(intake, room, peer)
         finally:
+            storing.cancel()
             room.leave(peer)
         if code:
             peer.close(code, reason)
@@ -84,8 +92,11 @@ async def _serve_peer(websocket: WebSocket, room: Room, settings: Settings) -> N
             peer.stop()
 
 
-async def _receive(websocket: WebSocket, room: Room, peer: Peer, max_bytes: int) -> tuple[int, str]:
+async def _receive(
+    websocket: WebSocket, room: Room, peer: Peer, intake: UpdateIntake, settings: Settings
+) -> tuple[int, str]:
     """Handle the client's messages until it leaves (code 0) or must be closed (code, reason)."""
+    max_bytes = settings.max_message_bytes
     handled = 0
     while True:
         event = await websocket.receive()
@@ -101,20 +112,43 @@ async def _receive(websocket: WebSocket, room: Room, peer: Peer, max_bytes: int)
             )
             return CloseCode.MESSAGE_TOO_BIG, f"message larger than {max_bytes} bytes"
         try:
-            await room.receive(peer, decode_message(data))
+            message = decode_message(data)
+            if isinstance(message, SyncUpdate | SyncStep2):
+                room.check_update(message.update)
+                await intake.put(message.update)
+            else:
+                await room.receive(peer, message)
         except ProtocolError as error:
             logger.info("room %s peer %s: %s", room.id, peer.id, error.reason)
             return error.code, error.reason
-        except RoomDeleted:
-            return CloseCode.ROOM_DELETED, "room deleted"
-        except StoreError as error:
-            logger.warning("room %s peer %s: update not stored: %s", room.id, peer.id, error)
-            return CloseCode.STORE_UNAVAILABLE, "storage unavailable, retry later"
         if peer.closing:
             return 0, ""
         handled += 1
         if handled % YIELD_EVERY_MESSAGES == 0:
             await asyncio.sleep(0)
+
+
+async def _drain(intake: UpdateIntake, room: Room, peer: Peer) -> None:
+    """What the client sent before it left is stored and relayed all the same."""
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            await intake.drained()
+    except TimeoutError:
+        logger.warning("room %s peer %s: its last updates are not stored yet", room.id, peer.id)
+
+
+def _close_reason(room: Room, peer: Peer, error: Exception) -> tuple[int, str]:
+    """The close code for a failure while serving a peer, logged as it deserves."""
+    if isinstance(error, ProtocolError):
+        logger.info("room %s peer %s: %s", room.id, peer.id, error.reason)
+        return error.code, error.reason
+    if isinstance(error, RoomDeleted):
+        return CloseCode.ROOM_DELETED, "room deleted"
+    if isinstance(error, StoreError):
+        logger.warning("room %s peer %s: update not stored: %s", room.id, peer.id, error)
+        return CloseCode.STORE_UNAVAILABLE, "storage unavailable, retry later"
+    logger.error("room %s peer %s: internal error", room.id, peer.id, exc_info=error)
+    return CloseCode.INTERNAL_ERROR, "internal error"
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
