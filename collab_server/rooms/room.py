@@ -1,8 +1,9 @@
 """A room: one CRDT document, the peers editing it, their presence, and the fan-out between them.
 
-Invariant: the in-memory document only ever holds updates that are already in the store. An
+Invariant: the in-memory document only ever holds updates the store has already accepted. An
 update is checked, appended durably, and only then applied and relayed, so whatever any client
-(or a REST reader) has seen survives a crash of this process.
+(or a REST reader) has seen survives a crash of this process. (The one exception is a PostgreSQL
+outage, when the store accepts updates into a bounded memory buffer: see docs/postgres.md.)
 """
 
 from __future__ import annotations
