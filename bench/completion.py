@@ -23,7 +23,6 @@ import multiprocessing
 import os
 import random
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from pathlib import Path
 import anyio
 import httpx
 
+from bench.ports import free_port
 from tests.yclient import yclient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,13 +52,6 @@ def percentile(values: list[float], share: float) -> float:
 
 def ms(value: float) -> str:
     return f"{value * 1000:.1f}"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import sys
 import time
@@ -26,6 +25,7 @@ from pycrdt import Doc, Text, TextEvent, TransactionEvent
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench.pgdb import scratch_database
+from bench.ports import free_port
 from collab_server.protocol import (
     SyncStep1,
     SyncStep2,
@@ -116,13 +116,6 @@ class Client:
             await self.flush()
             seq += 1
             next_at += 1 / rate
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def cpu_seconds(pid: int) -> float:

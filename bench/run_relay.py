@@ -18,7 +18,6 @@ import math
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.pgdb import scratch_database_sync
+from bench.ports import free_port
 from bench.relay_report import REFERENCE, Run, Scenario, render, sustained
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,13 +79,6 @@ class Server:
         if self.process is None:
             raise RuntimeError(f"{self.name} is not running")
         return self.process.pid
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def pinned(command: list[str], core: str, pin: bool) -> list[str]:
