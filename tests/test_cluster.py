@@ -138,3 +138,22 @@ def test_the_bus_needs_a_shared_store() -> None:
 
     with pytest.raises(ValueError, match="PostgreSQL"):
         create_app(Settings(store_url="sqlite:///x.db", redis_url="redis://127.0.0.1:6379/0"))
+
+
+async def test_a_process_started_without_redis_catches_up_once_it_is_there(
+    postgres_url: str,
+) -> None:
+    room = new_room()
+    async with TcpProxy(REDIS_PORT) as proxy:
+        proxy.cut()  # B starts, and loads the room, while Redis is out of its reach
+        async with (
+            two_servers(postgres_url, redis_port=proxy.port) as (a, b),
+            yclient(b.ws_url, room) as bob,
+            yclient(a.ws_url, room) as alice,
+        ):
+            alice.text.insert(0, "typed while B had no bus")
+            async with yclient(a.ws_url, room) as witness:
+                await witness.wait_until(lambda: str(witness.text) == "typed while B had no bus")
+            assert str(bob.text) == ""
+            proxy.restore()
+            await bob.wait_until(lambda: str(bob.text) == "typed while B had no bus", limit=20)

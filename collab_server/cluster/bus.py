@@ -59,6 +59,7 @@ class RedisBus:
         self._outbox: list[tuple[str, bytes]] = []
         self._outbox_ready = asyncio.Event()
         self._resync_rooms: set[str] = set()  # rooms whose messages could not be published
+        self._late: set[str] = set()  # rooms whose subscription was not confirmed in time
         self._loops: list[asyncio.Task[None]] = []
 
     def _client(self) -> Redis:
@@ -106,17 +107,23 @@ class RedisBus:
         confirmed = self._confirmed.setdefault(room_id, asyncio.Event())
         pubsub = self._pubsub
         if pubsub is None:
-            return  # the reader subscribes every room when it (re)connects
+            # Not connected: the reader subscribes every room when it connects, then has all
+            # loaded rooms catch up (`on_reconnect`).
+            return
         try:
             await pubsub.subscribe(_channel(room_id))
             async with asyncio.timeout(SUBSCRIBE_WAIT_SECONDS):
                 await confirmed.wait()
         except (RedisError, OSError, TimeoutError) as error:
+            # Messages published until the subscription works are missed: once it does (or the
+            # connection comes back), the room catches up from the store.
             logger.warning("room %s: subscribing failed (%s); it will catch up", room_id, error)
+            self._late.add(room_id)
 
     async def unsubscribe(self, room_id: str) -> None:
         self._handlers.pop(room_id, None)
         self._confirmed.pop(room_id, None)
+        self._late.discard(room_id)
         if self._pubsub is not None:
             try:
                 await self._pubsub.unsubscribe(_channel(room_id))
@@ -195,13 +202,22 @@ class RedisBus:
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_BACKOFF[1])
 
+    def _confirm(self, room_id: str) -> None:
+        event = self._confirmed.get(room_id)
+        if event is not None:
+            event.set()
+        handler = self._handlers.get(room_id)
+        if room_id in self._late and handler is not None:
+            self._late.discard(room_id)
+            handler(BusMessage(self.node, Kind.RESYNC))
+
     def _dispatch(self, message: dict[str, Any], subscribed: asyncio.Event) -> None:
         channel = message["channel"].decode()
         if message["type"] == "subscribe":
             if channel == CONTROL_CHANNEL:
                 subscribed.set()
-            elif (event := self._confirmed.get(channel.removeprefix(CHANNEL_PREFIX))) is not None:
-                event.set()
+            else:
+                self._confirm(channel.removeprefix(CHANNEL_PREFIX))
             return
         if message["type"] != "message" or not channel.startswith(CHANNEL_PREFIX):
             return
