@@ -216,12 +216,13 @@ async def test_slow_reader_is_closed_with_4504_and_room_carries_on() -> None:
 
 
 async def test_burst_in_one_read_does_not_close_readers_that_keep_up() -> None:
-    """Many messages arriving in one socket read are relayed without overflowing anyone's queue.
+    """Many updates arriving in one socket read are relayed without overflowing anyone's queue.
 
-    The memory store never suspends, so without yielding the server would queue the whole burst
-    for the reader before its sender ran, and close it as too slow.
+    The memory store never suspends: the connection's intake stores what queued up as one batch
+    and relays it as one merged message, so a reader's queue grows by one item per batch (up to
+    64 updates), not by one per update.
     """
-    settings = Settings(store_url="memory://", peer_queue_messages=64)
+    settings = Settings(store_url="memory://", peer_queue_messages=16)
     typist: Doc[Text] = Doc()
     text = typist.get("codemirror", type=Text)
     frames: list[bytes] = []
@@ -239,6 +240,26 @@ async def test_burst_in_one_read_does_not_close_readers_that_keep_up() -> None:
         await reader.wait_until(lambda: len(reader.text) == 1000 or reader.close_code is not None)
         assert reader.close_code is None
         assert str(reader.text) == "x" * 1000
+
+
+async def test_burst_of_awareness_does_not_close_readers_that_keep_up() -> None:
+    """Awareness is relayed as it is read; the connection yields to the loop every few messages
+    so that the readers' senders drain their queues during a burst."""
+    settings = Settings(store_url="memory://", peer_queue_messages=16)
+    async with (
+        run_server(settings) as server,
+        yclient(server.ws_url, "cursors") as reader,
+        # It reads none of its 1,000 echoes: unbounded buffering lets it close at once.
+        connect(f"{server.ws_url}/cursors", max_queue=None) as writer,
+    ):
+        for clock in range(1, 1001):  # no await that yields: the frames reach the server together
+            entry = AwarenessEntry(777, clock, f'{{"cursor":{clock}}}')
+            writer.protocol.send_binary(encode_awareness_message(encode_awareness([entry])))
+        writer.send_data()
+        await reader.wait_until(
+            lambda: reader.awareness.get(777) == {"cursor": 1000} or reader.close_code is not None
+        )
+        assert reader.close_code is None
 
 
 async def test_deleting_a_room_closes_its_peers_with_4404(server: RunningServer) -> None:
