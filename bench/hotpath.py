@@ -24,7 +24,7 @@ from contextlib import AsyncExitStack
 
 from pycrdt import Doc, Text, TransactionEvent
 
-from collab_server.protocol import decode_message, encode_update
+from collab_server.protocol import SyncUpdate, decode_message, encode_update
 from collab_server.rooms.peer import Peer
 from collab_server.rooms.registry import RoomRegistry
 from collab_server.rooms.room import Room
@@ -85,7 +85,9 @@ async def measure(rooms: int, clients: int, rounds: int, burst: int) -> tuple[fl
             for room, room_peers, room_typed in zip(loaded, peers, typed, strict=True):
                 for peer, frames in zip(room_peers, room_typed, strict=True):
                     for b in range(burst):
-                        await room.receive(peer, decode_message(frames[k * burst + b]))
+                        message = decode_message(frames[k * burst + b])
+                        assert isinstance(message, SyncUpdate)
+                        await room.apply_update(message.update, origin=peer)
             await asyncio.sleep(0)
         await asyncio.sleep(0)
         cpu = time.process_time() - started

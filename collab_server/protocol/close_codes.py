@@ -13,7 +13,6 @@ class CloseCode(IntEnum):
     GOING_AWAY = 1001  # the server is shutting down; reconnect
     INTERNAL_ERROR = 1011  # a bug of ours; reconnect
     BAD_MESSAGE = 4400  # malformed frame, unknown message type, invalid room name
-    UNAUTHORIZED = 4401
     ROOM_DELETED = 4404
     MESSAGE_TOO_BIG = 4413
     TEXT_FRAME = 4415  # the protocol is binary

@@ -9,13 +9,10 @@ queue is bounded, so a client cannot run ahead of the store by more than `limit`
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 
 from collab_server.rooms.peer import Peer
 from collab_server.rooms.room import Room
-
-logger = logging.getLogger(__name__)
 
 
 class UpdateIntake:

@@ -113,11 +113,15 @@ class Room:
 
     # -- messages -----------------------------------------------------------------------------
 
-    async def receive(self, peer: Peer, message: Message) -> None:
-        """Handle one decoded message from `peer`; raise `ProtocolError` if it is unacceptable."""
+    def receive(self, peer: Peer, message: Message) -> None:
+        """Handle one decoded message from `peer`; raise `ProtocolError` if it is unacceptable.
+
+        Updates are not handled here: they are stored in batches by `apply_updates` (the
+        connection's intake), so that reading does not wait for each commit.
+        """
         if isinstance(message, SyncUpdate | SyncStep2):
-            await self.apply_update(message.update, origin=peer)
-        elif isinstance(message, AwarenessMessage):
+            raise TypeError("updates go through Room.apply_updates")
+        if isinstance(message, AwarenessMessage):
             self._apply_awareness(peer, decode_awareness(message.payload))
         elif isinstance(message, SyncStep1):
             peer.send(encode_sync_step2(self.update_since(message.state_vector)))

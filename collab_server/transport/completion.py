@@ -54,7 +54,6 @@ logger = logging.getLogger(__name__)
 
 Position = Annotated[int, Field(ge=0, strict=True)]
 TextName = Annotated[str, StringConstraints(pattern=f"^{ROOM_ID_PATTERN.pattern}$")]
-RETRY_AFTER_SECONDS = 1
 
 
 class CompleteBody(BaseModel):

@@ -117,10 +117,9 @@ async def _receive(
                 room.check_update(message.update)
                 await intake.put(message.update)
             else:
-                await room.receive(peer, message)
+                room.receive(peer, message)
         except ProtocolError as error:
-            logger.info("room %s peer %s: %s", room.id, peer.id, error.reason)
-            return error.code, error.reason
+            return _close_reason(room, peer, error)
         if peer.closing:
             return 0, ""
         handled += 1
