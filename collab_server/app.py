@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
@@ -16,11 +15,11 @@ from collab_server.settings import Settings
 from collab_server.transport import completion, pages, rest
 from collab_server.transport.errors import exception_handlers
 from collab_server.transport.websocket import serve_websocket
-from persistence import open_store
+from persistence import is_postgres_url, open_store
 
 
 def create_app(settings: Settings) -> Starlette:
-    if settings.redis_url and urlsplit(settings.store_url).scheme not in ("postgresql", "postgres"):
+    if settings.redis_url and not is_postgres_url(settings.store_url):
         # Processes that relay to each other must also read and write one shared log.
         raise ValueError("COLLAB_REDIS_URL needs a PostgreSQL COLLAB_STORE_URL")
 

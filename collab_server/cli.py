@@ -28,12 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--store", dest="store_url", help="store URL (COLLAB_STORE_URL, sqlite:///./data/collab.db)"
     )
-    # -- migrate (PostgreSQL) --
     migrate = commands.add_parser(
         "migrate", help="apply the database migrations the store lacks (PostgreSQL), then exit"
     )
     migrate.add_argument("--store", dest="store_url", help="store URL (COLLAB_STORE_URL)")
-    # -- end migrate --
     return parser
 
 

@@ -21,14 +21,12 @@ class Settings(BaseSettings):
         "sqlite:///./data/collab.db",
         description="Where rooms are stored: sqlite:///path, postgresql://..., or memory://.",
     )
-    # -- PostgreSQL store (docs/postgres.md) --
     store_outage_buffer_bytes: int = Field(
         64 * 1024 * 1024,
         ge=0,
         description="Updates a PostgreSQL store keeps in memory while the database is unreachable"
         " (loaded rooms keep editing); beyond it new updates are refused with close code 4503.",
     )
-    # -- end PostgreSQL store --
     log_level: LogLevel = Field("info", description="Log level of the server's own loggers.")
     max_message_bytes: int = Field(
         8 * 1024 * 1024, ge=1024, description="Largest WebSocket message a client may send."

@@ -24,9 +24,17 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "StoredLog",
+    "is_postgres_url",
     "migrate",
     "open_store",
 ]
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+
+def is_postgres_url(url: str) -> bool:
+    """Whether the URL names a PostgreSQL store: the one several server processes can share."""
+    return urlsplit(url).scheme in POSTGRES_SCHEMES
 
 
 def open_store(url: str, *, outage_buffer_bytes: int | None = None) -> Store:
@@ -36,8 +44,7 @@ def open_store(url: str, *, outage_buffer_bytes: int | None = None) -> Store:
     `postgresql://user@host:port/database` (any asyncpg DSN). `outage_buffer_bytes` bounds what
     a PostgreSQL store accepts in memory while the database is unreachable.
     """
-    scheme = urlsplit(url).scheme
-    if scheme in ("postgresql", "postgres"):
+    if is_postgres_url(url):
         from persistence.postgres import DEFAULT_OUTAGE_BUFFER_BYTES, PostgresStore
 
         return PostgresStore(
@@ -46,6 +53,7 @@ def open_store(url: str, *, outage_buffer_bytes: int | None = None) -> Store:
             if outage_buffer_bytes is None
             else outage_buffer_bytes,
         )
+    scheme = urlsplit(url).scheme
     if scheme == "memory":
         from persistence.memory import MemoryStore
 
@@ -66,7 +74,7 @@ async def migrate(url: str) -> list[str]:
 
     Only PostgreSQL has numbered migrations; the other stores create their schema when opened.
     """
-    if urlsplit(url).scheme not in ("postgresql", "postgres"):
+    if not is_postgres_url(url):
         return []
     from persistence.postgres import migrate_database
 

@@ -45,10 +45,10 @@ from collab_server.positions import (
 from collab_server.protocol import ProtocolError
 from collab_server.rooms.catch_up import caught_up, decode_state_vector
 from collab_server.rooms.document import META_MAP
-from collab_server.rooms.registry import ROOM_ID_PATTERN, RoomRegistry, is_valid_room_id
+from collab_server.rooms.registry import ROOM_ID_PATTERN, RoomRegistry
 from collab_server.settings import Settings
 from collab_server.transport.errors import ApiError
-from collab_server.transport.rest import DEFAULT_TEXT
+from collab_server.transport.rest import DEFAULT_TEXT, room_record
 
 logger = logging.getLogger(__name__)
 
@@ -109,10 +109,8 @@ def _service(request: Request) -> CompletionService:
 async def complete(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     deadline = time.monotonic() + settings.completion_deadline_ms / 1000
-    room_id = request.path_params["room"]
+    room_id = (await room_record(request, request.path_params["room"])).id
     registry: RoomRegistry = request.app.state.registry
-    if not is_valid_room_id(room_id) or await registry.store.get_room(room_id) is None:
-        raise ApiError(404, "room_not_found", f"no room {room_id!r}")
     try:
         body = CompleteBody.model_validate_json(await request.body())
     except ValidationError as error:

@@ -96,10 +96,11 @@ def _json(model: BaseModel, status_code: int = 200) -> JSONResponse:
 
 async def _record(request: Request) -> RoomRecord:
     """The room the path names; 404 if it was never created nor joined, or was deleted."""
-    return await _record_of(request, request.path_params["room"])
+    return await room_record(request, request.path_params["room"])
 
 
-async def _record_of(request: Request, room_id: str) -> RoomRecord:
+async def room_record(request: Request, room_id: str) -> RoomRecord:
+    """The stored room `room_id`, or an `ApiError` 404 (every route that names a room uses it)."""
     record = None
     if is_valid_room_id(room_id):
         record = await _registry(request).store.get_room(room_id)
@@ -123,7 +124,7 @@ async def create_room(request: Request) -> Response:
         async with registry.lease(room_id) as room:
             await room.set_language(body.language)
     logger.info("room %s created over REST", room_id)
-    return _json(_view(request, await _record_of(request, room_id)), 201)
+    return _json(_view(request, await room_record(request, room_id)), 201)
 
 
 async def list_rooms(request: Request) -> Response:
