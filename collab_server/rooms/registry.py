@@ -50,7 +50,6 @@ class RoomRegistry(RoomListener):
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._idle_timers: dict[str, asyncio.TimerHandle] = {}
         self._compacting: set[str] = set()
-        self._language: dict[str, str | None] = {}  # as last written to the store
         self._tasks: asyncio.TaskGroup | None = None
 
     async def __aenter__(self) -> RoomRegistry:
@@ -152,8 +151,8 @@ class RoomRegistry(RoomListener):
             listener=self,
         )
         self._rooms[room_id] = room
-        self._language[room_id] = record.language
-        self._sync_language(room)
+        if room.language != record.language:
+            self.language_changed(room)  # the store's copy lags (a failed write, an old server)
         logger.info(
             "room %s loaded (%d log updates, %d bytes)", room_id, len(log.updates), log.log_bytes
         )
@@ -178,7 +177,6 @@ class RoomRegistry(RoomListener):
             logger.exception("%s failed", what)
 
     def _after_append(self, room: Room) -> None:
-        self._sync_language(room)
         settings = self._settings
         if room.id in self._compacting or not self.store.is_ready():
             return  # in a store outage compaction could only fail; it runs after the next append
@@ -188,20 +186,6 @@ class RoomRegistry(RoomListener):
         ):
             self._compacting.add(room.id)
             self._start(self._compact(room), f"room {room.id}: compaction")
-
-    def _sync_language(self, room: Room) -> None:
-        """Keep the store's copy of the language equal to the document's."""
-        language = room.language
-        if self._language.get(room.id) != language:
-            self._language[room.id] = language
-            self._start(self._write_language(room.id, language), f"room {room.id}: language")
-
-    async def _write_language(self, room_id: str, language: str | None) -> None:
-        try:
-            await self.store.set_language(room_id, language)
-        except StoreError:
-            self._language.pop(room_id, None)  # try again after the next update
-            raise
 
     async def _compact(self, room: Room) -> None:
         rows, size = room.log_rows, room.log_bytes
@@ -238,7 +222,6 @@ class RoomRegistry(RoomListener):
             self._schedule_unload(room_id)
             return
         del self._rooms[room_id]
-        self._language.pop(room_id, None)
         logger.info("room %s unloaded", room_id)
         if self._bus is not None:
             await self._bus.unsubscribe(room_id)
@@ -264,7 +247,6 @@ class RoomRegistry(RoomListener):
         timer = self._idle_timers.pop(room_id, None)
         if timer is not None:
             timer.cancel()
-        self._language.pop(room_id, None)
         if self._bus is not None:
             await self._bus.unsubscribe(room_id)
 
@@ -274,6 +256,14 @@ class RoomRegistry(RoomListener):
         self._after_append(room)
         if self._bus is not None:
             self._bus.publish(room.id, Kind.UPDATE, update)
+
+    def language_changed(self, room: Room) -> None:
+        """Keep the store's copy of the language (for REST views of unloaded rooms) current."""
+        self._start(self._write_language(room), f"room {room.id}: language")
+
+    async def _write_language(self, room: Room) -> None:
+        # Read when the write runs: the document's transaction that changed it is over by then.
+        await self.store.set_language(room.id, room.language)
 
     def awareness_changed(self, room: Room, entries: list[AwarenessEntry]) -> None:
         if self._bus is not None:

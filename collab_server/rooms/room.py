@@ -53,6 +53,9 @@ class RoomListener:
     def update_stored(self, room: Room, update: bytes) -> None:
         """A local update was stored, applied and relayed."""
 
+    def language_changed(self, room: Room) -> None:
+        """The document's `meta` map changed (from any source): its language may have."""
+
     def awareness_changed(self, room: Room, entries: list[AwarenessEntry]) -> None:
         """Local clients' awareness changed (states, or removals when they leave)."""
 
@@ -78,8 +81,8 @@ class Room:
         self._store = store
         self._presence = Presence()
         self._listener = listener or RoomListener()
-        # The registry asks for the language after every append: read it again only after a
-        # transaction changed the meta map (a Map.get per keystroke cost ~10 % of the CPU).
+        # The language is read again only after a transaction changed the meta map (a Map.get
+        # per keystroke cost ~10 % of the CPU), and the listener hears of such changes.
         self._meta = meta_of(doc)
         self._meta.observe(self._meta_changed)
         self._language_stale = True
@@ -244,6 +247,7 @@ class Room:
 
     def _meta_changed(self, event: MapEvent) -> None:
         self._language_stale = True
+        self._listener.language_changed(self)
 
     async def set_language(self, language: str) -> None:
         """Set `meta.language` as an editor would, through the store-then-relay path."""
