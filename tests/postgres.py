@@ -20,6 +20,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from persistence.postgres import PostgresStore
+
 T = TypeVar("T")
 
 BASE_URL_ENV = "COLLAB_TEST_POSTGRES_URL"
@@ -85,6 +87,17 @@ async def fresh_database(prefix: str = "collab_test") -> AsyncIterator[str]:
         yield url
     finally:
         await drop_database(url)
+
+
+@contextlib.asynccontextmanager
+async def opened_store(url: str, **options: int) -> AsyncIterator[PostgresStore]:
+    """A PostgreSQL store, open for the block."""
+    store = PostgresStore(url, **options)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 async def clear(url: str) -> None:

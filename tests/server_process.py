@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import anyio
 import httpx
 
+from tests.polling import poll
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -69,13 +71,13 @@ async def server_process(
 async def _wait_healthy(server: ServerProcess) -> None:
     """Poll /healthz: a child process gives no other sign that it is listening."""
     async with httpx.AsyncClient(base_url=server.http_url) as http:
-        with anyio.fail_after(30):
-            while True:
-                if server.process.returncode is not None:
-                    raise RuntimeError(f"server exited with {server.process.returncode}")
-                try:
-                    if (await http.get("/healthz")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await anyio.sleep(0.05)
+
+        async def healthy() -> bool:
+            if server.process.returncode is not None:
+                raise RuntimeError(f"server exited with {server.process.returncode}")
+            try:
+                return (await http.get("/healthz")).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        await poll(healthy, seconds=30)

@@ -18,6 +18,7 @@ from collab_server.settings import Settings
 from persistence.postgres import PostgresStore
 from tests import postgres
 from tests.conftest import run_server
+from tests.polling import poll
 from tests.yclient import YClient, yclient
 
 pytestmark = pytest.mark.anyio
@@ -40,11 +41,10 @@ async def test_postgres_stopped_mid_edit_serves_from_memory_and_loses_nothing(
         assert (await http.post("/api/rooms", json={"id": "cold"})).status_code == 201
 
         async def ready_status(expected: int) -> None:
-            with anyio.fail_after(20):
-                while True:
-                    if (await http.get("/readyz")).status_code == expected:
-                        return
-                    await anyio.sleep(0.05)
+            async def answers() -> bool:
+                return (await http.get("/readyz")).status_code == expected
+
+            await poll(answers, seconds=20)
 
         async with yclient(server.ws_url, "hot") as alice, yclient(server.ws_url, "hot") as bob:
             await ready_status(200)

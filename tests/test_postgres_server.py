@@ -9,8 +9,7 @@ migration once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from datetime import datetime
 
 import anyio
@@ -19,9 +18,9 @@ import httpx
 import pytest
 
 from collab_server.settings import Settings
-from persistence.postgres import PostgresStore
 from tests import postgres
 from tests.conftest import run_server
+from tests.polling import poll
 from tests.server_process import ServerProcess, server_process
 from tests.yclient import YClient, yclient
 
@@ -34,28 +33,6 @@ NOTHING_NEW = b"\x00\x00"  # an update with no structs and an empty delete set
 async def url(postgres_url: str) -> str:
     await postgres.clear(postgres_url)
     return postgres_url
-
-
-@asynccontextmanager
-async def opened(url: str) -> AsyncIterator[PostgresStore]:
-    store = PostgresStore(url)
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
-async def poll(check: Callable[[], object], seconds: float = 10) -> None:
-    """Call `check` (sync or async) until it returns a true value."""
-    with anyio.fail_after(seconds):
-        while True:
-            result = check()
-            if asyncio.iscoroutine(result):
-                result = await result
-            if result:
-                return
-            await anyio.sleep(0.02)
 
 
 async def test_rooms_keep_text_language_and_metadata_through_a_restart(url: str) -> None:
@@ -84,7 +61,7 @@ async def test_rooms_keep_text_language_and_metadata_through_a_restart(url: str)
             await poll(language_is_rust)
 
         await poll(lambda: server.registry.loaded("meta") is None)
-        async with opened(url) as store:
+        async with postgres.opened_store(url) as store:
             record = await store.get_room("meta")
             assert record is not None
             assert record.log_rows == 0  # rooms compact when they unload

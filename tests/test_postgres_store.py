@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
-import anyio
 import asyncpg
 import pytest
 from pycrdt import Doc, Text
@@ -23,27 +20,9 @@ from collab_server.rooms import snapshot
 from persistence import BUFFERED, StoreUnavailable
 from persistence.postgres import PostgresStore
 from tests import postgres
+from tests.polling import poll
 
 pytestmark = pytest.mark.anyio
-
-
-@asynccontextmanager
-async def opened(url: str, **options: int) -> AsyncIterator[PostgresStore]:
-    store = PostgresStore(url, **options)
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
-async def wait_for(condition: Callable[[], bool], seconds: float = 10) -> None:
-    """Poll real state until `condition()` holds."""
-    with anyio.fail_after(seconds):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -68,7 +47,7 @@ async def test_appends_racing_compactions_from_two_stores_are_all_kept(url: str)
     """Writers on two stores (two server processes, as far as the database can tell) type into
     one room while it is compacted over and over; every keystroke is in the room afterwards."""
     texts = {f"w{i}": f"writer {i} types this line;" * 4 for i in range(8)}
-    async with opened(url) as first, opened(url) as second:
+    async with postgres.opened_store(url) as first, postgres.opened_store(url) as second:
         await first.create_room("r", "r", None)
         seqs: list[int] = []
         compactions = 0
@@ -105,7 +84,7 @@ async def test_appends_racing_compactions_from_two_stores_are_all_kept(url: str)
 
 
 async def test_two_stores_number_each_rooms_updates_without_gaps_or_repeats(url: str) -> None:
-    async with opened(url) as first, opened(url) as second:
+    async with postgres.opened_store(url) as first, postgres.opened_store(url) as second:
         rooms = ["a", "b", "c"]
         for room in rooms:
             await first.create_room(room, room, None)
@@ -147,14 +126,16 @@ async def test_an_outage_buffers_in_order_refuses_beyond_the_bound_and_flushes(u
     port = urlsplit(url).port or 5432
     async with (
         postgres.TcpProxy(port) as proxy,
-        opened(postgres.with_port(url, proxy.port), outage_buffer_bytes=1000) as store,
+        postgres.opened_store(
+            postgres.with_port(url, proxy.port), outage_buffer_bytes=1000
+        ) as store,
     ):
         await store.create_room("r", "r", None)
         assert await store.append("r", b"before") == 1
         assert store.is_ready()
 
         proxy.cut()
-        await wait_for(lambda: not store.is_ready())
+        await poll(lambda: not store.is_ready())
         accepted: list[bytes] = []
         with pytest.raises(StoreUnavailable, match="refusing more"):
             for i in range(100):
@@ -168,7 +149,7 @@ async def test_an_outage_buffers_in_order_refuses_beyond_the_bound_and_flushes(u
             await store.get_room("r")
 
         proxy.restore()
-        await wait_for(store.is_ready)
+        await poll(store.is_ready)
         log = await store.load("r")
         assert log.updates == [b"before", *accepted]  # in the order they were accepted
         assert log.last_seq == 1 + len(accepted)
@@ -182,7 +163,7 @@ async def test_appends_in_flight_when_the_connection_drops_are_written_later(url
     port = urlsplit(url).port or 5432
     async with (
         postgres.TcpProxy(port) as proxy,
-        opened(postgres.with_port(url, proxy.port)) as store,
+        postgres.opened_store(postgres.with_port(url, proxy.port)) as store,
     ):
         await store.create_room("r", "r", None)
         answers: list[int] = []
@@ -202,7 +183,7 @@ async def test_appends_in_flight_when_the_connection_drops_are_written_later(url
                 tasks.create_task(write(writer))
         assert cut.is_set()
         assert BUFFERED in answers and any(answer > 0 for answer in answers)
-        await wait_for(store.is_ready)
+        await poll(store.is_ready)
         log = await store.load("r")
         for writer in range(20):
             mine = [u for u in dict.fromkeys(log.updates) if u.startswith(f"{writer}:".encode())]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import anyio
 import httpx
 import pytest
 
 from collab_server.settings import Settings
 from tests.conftest import RunningServer, run_server
+from tests.polling import poll
 from tests.yclient import yclient
 
 pytestmark = pytest.mark.anyio
@@ -92,7 +92,7 @@ async def test_put_text_is_relayed_and_minimal(server: RunningServer) -> None:
     original = "".join(f"line {n}: é π 😀\n" for n in range(500))
     async with server.http() as http, yclient(server.ws_url, "doc") as client:
         client.text.insert(0, original)
-        await _wait_text(http, "doc", original)
+        await poll(lambda: _text_is(http, "doc", original))
         size_before = (await http.get("/api/rooms/doc")).json()["size_bytes"]
         changed = original.replace("line 250: é", "line 250: è")
         response = await http.put("/api/rooms/doc/text", content=changed.encode())
@@ -104,12 +104,6 @@ async def test_put_text_is_relayed_and_minimal(server: RunningServer) -> None:
         # One character replaced: the stored update is tiny, not a rewrite of 9,000 characters.
         growth = (await http.get("/api/rooms/doc")).json()["size_bytes"] - size_before
         assert 0 < growth < 100
-
-
-async def _wait_text(http: httpx.AsyncClient, room: str, expected: str) -> None:
-    with anyio.fail_after(10):
-        while (await http.get(f"/api/rooms/{room}/text")).text != expected:  # noqa: ASYNC110
-            await anyio.sleep(0.02)
 
 
 async def test_text_under_another_name_and_bad_text_requests(server: RunningServer) -> None:
@@ -150,3 +144,7 @@ async def test_health_and_readiness(server: RunningServer) -> None:
     async with server.http() as http:
         assert (await http.get("/healthz")).json() == {"status": "ok"}
         assert (await http.get("/readyz")).json() == {"status": "ready"}
+
+
+async def _text_is(http: httpx.AsyncClient, room: str, expected: str) -> bool:
+    return (await http.get(f"/api/rooms/{room}/text")).text == expected

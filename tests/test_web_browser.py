@@ -21,6 +21,7 @@ import pytest
 
 from collab_server.settings import Settings
 from tests.conftest import RunningServer, run_server
+from tests.polling import poll
 
 pytestmark = [pytest.mark.browser, pytest.mark.anyio]
 
@@ -53,15 +54,15 @@ async def _warm_up_jedi(server: RunningServer) -> None:
         written = await http.put(f"/api/rooms/{WARM_UP_ROOM}/text", content=WARM_UP_TEXT.encode())
         assert written.status_code == 200, written.text
         at_end = {"offset": len(WARM_UP_TEXT)}
-        with anyio.fail_after(WARM_UP_SECONDS):
-            while True:  # the first answers may be generic ones, until jedi is warm
-                response = await http.post(
-                    f"/api/rooms/{WARM_UP_ROOM}/complete", json=at_end, timeout=30
-                )
-                assert response.status_code == 200, response.text
-                if response.json()["provider"] == "jedi":
-                    break
-                await anyio.sleep(0.05)
+
+        async def jedi_answers() -> bool:  # the first answers may be generic, until jedi is warm
+            response = await http.post(
+                f"/api/rooms/{WARM_UP_ROOM}/complete", json=at_end, timeout=30
+            )
+            assert response.status_code == 200, response.text
+            return bool(response.json()["provider"] == "jedi")
+
+        await poll(jedi_answers, seconds=WARM_UP_SECONDS)
         deleted = await http.delete(f"/api/rooms/{WARM_UP_ROOM}")
         assert deleted.status_code == 204, deleted.text
 

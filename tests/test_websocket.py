@@ -28,6 +28,7 @@ from collab_server.protocol import (
 )
 from collab_server.settings import Settings
 from tests.conftest import RunningServer, run_server
+from tests.polling import poll
 from tests.yclient import YClient, yclient
 
 pytestmark = pytest.mark.anyio
@@ -277,10 +278,8 @@ async def test_idle_room_unloads_and_keeps_its_content(server: RunningServer) ->
         client.text.insert(0, "persisted")
         async with yclient(server.ws_url, "idle") as witness:
             await witness.wait_until(lambda: str(witness.text) == "persisted")
-    # Polls real state (the idle delay is 0.2 s): the registry has no event for this.
-    with anyio.fail_after(10):
-        while server.registry.loaded("idle") is not None:  # noqa: ASYNC110
-            await anyio.sleep(0.05)
+    # The registry has no event for this (the idle delay is 0.2 s).
+    await poll(lambda: server.registry.loaded("idle") is None)
     async with yclient(server.ws_url, "idle") as again:
         assert str(again.text) == "persisted"
 
