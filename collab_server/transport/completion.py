@@ -18,7 +18,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StringConstraints,
     ValidationError,
     model_validator,
 )
@@ -44,16 +43,14 @@ from collab_server.positions import (
 )
 from collab_server.protocol import ProtocolError
 from collab_server.rooms.catch_up import caught_up, decode_state_vector
-from collab_server.rooms.document import META_MAP
-from collab_server.rooms.registry import ROOM_ID_PATTERN, RoomRegistry
+from collab_server.rooms.registry import RoomRegistry
 from collab_server.settings import Settings
 from collab_server.transport.errors import ApiError
-from collab_server.transport.rest import DEFAULT_TEXT, room_record
+from collab_server.transport.rest import DEFAULT_TEXT, is_text_name, room_record
 
 logger = logging.getLogger(__name__)
 
 Position = Annotated[int, Field(ge=0, strict=True)]
-TextName = Annotated[str, StringConstraints(pattern=f"^{ROOM_ID_PATTERN.pattern}$")]
 
 
 class CompleteBody(BaseModel):
@@ -61,7 +58,7 @@ class CompleteBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: TextName = Field(DEFAULT_TEXT, description="The shared text, as in /text?name=.")
+    name: str = Field(DEFAULT_TEXT, description="The shared text, as in /text?name=.")
     line: Position | None = None
     column: Position | None = None
     offset: Position | None = None
@@ -75,8 +72,8 @@ class CompleteBody(BaseModel):
     @model_validator(mode="after")
     def _one_position(self) -> CompleteBody:
         by_line = self.line is not None or self.column is not None
-        if self.name == META_MAP:
-            raise ValueError(f"{META_MAP!r} is not a text name")
+        if not is_text_name(self.name):
+            raise ValueError(f"{self.name!r} is not a text name")
         if self.offset is not None and by_line:
             raise ValueError("give either offset or line and column, not both")
         if self.offset is None and (self.line is None or self.column is None):

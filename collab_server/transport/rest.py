@@ -146,9 +146,14 @@ async def delete_room(request: Request) -> Response:
     return Response(status_code=204)
 
 
+def is_text_name(name: str) -> bool:
+    """A shared text's name: a room id's characters, and not the `meta` map."""
+    return is_valid_room_id(name) and name != META_MAP
+
+
 def _text_name(request: Request) -> str:
     name = request.query_params.get("name", DEFAULT_TEXT)
-    if not is_valid_room_id(name) or name == META_MAP:
+    if not is_text_name(name):
         raise ApiError(422, "invalid_text_name", f"{name!r} is not a text name")
     return name
 

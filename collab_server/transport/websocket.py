@@ -7,6 +7,7 @@ line; the room, its document and the other peers carry on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -64,7 +65,10 @@ async def serve_websocket(websocket: WebSocket) -> None:
             await _serve_peer(websocket, room, settings)
     except StoreError as error:
         logger.warning("room %s: store unavailable, refusing a peer: %s", room_id, error)
-        await _close(websocket, CloseCode.STORE_UNAVAILABLE, "storage unavailable, retry later")
+        with contextlib.suppress(PeerDisconnected):  # the client may have left meanwhile
+            await _Socket(websocket).close(
+                CloseCode.STORE_UNAVAILABLE, "storage unavailable, retry later"
+            )
 
 
 async def _serve_peer(websocket: WebSocket, room: Room, settings: Settings) -> None:
@@ -148,11 +152,3 @@ def _close_reason(room: Room, peer: Peer, error: Exception) -> tuple[int, str]:
         return CloseCode.STORE_UNAVAILABLE, "storage unavailable, retry later"
     logger.error("room %s peer %s: internal error", room.id, peer.id, exc_info=error)
     return CloseCode.INTERNAL_ERROR, "internal error"
-
-
-async def _close(websocket: WebSocket, code: int, reason: str) -> None:
-    if websocket.application_state == WebSocketState.CONNECTED:
-        try:
-            await websocket.close(code, reason)
-        except (OSError, RuntimeError):
-            logger.debug("close %d after the client left", code)
