@@ -93,6 +93,9 @@ class Store(Protocol):
         is written, in order. When that buffer is full it raises `StoreUnavailable`.
         """
 
+    async def append_many(self, room_id: str, updates: list[bytes]) -> list[int]:
+        """Append updates in order, in the same batch; their sequence numbers, as `append`."""
+
     async def compact(self, room_id: str, snapshot: bytes, through_seq: int) -> bool:
         """Replace the updates up to `through_seq` by `snapshot`, atomically.
 

@@ -84,6 +84,9 @@ class MemoryStore:
         room.updated_at = datetime.now(UTC)
         return room.last_seq
 
+    async def append_many(self, room_id: str, updates: list[bytes]) -> list[int]:
+        return [await self.append(room_id, update) for update in updates]
+
     async def compact(self, room_id: str, snapshot: bytes, through_seq: int) -> bool:
         room = self._room(room_id)
         if room.snapshot_seq >= through_seq:

@@ -218,10 +218,16 @@ class PostgresStore:
     # -- the log ------------------------------------------------------------------------------
 
     async def append(self, room_id: str, update: bytes) -> int:
-        waiter = self._require_writer().append(room_id, update)
-        if waiter is None:
-            return BUFFERED
-        return await waiter
+        (seq,) = await self.append_many(room_id, [update])
+        return seq
+
+    async def append_many(self, room_id: str, updates: list[bytes]) -> list[int]:
+        writer = self._require_writer()
+        # Queued together, so the writer commits them in one batch; None means BUFFERED.
+        waiters = [writer.append(room_id, update) for update in updates]
+        pending = [waiter for waiter in waiters if waiter is not None]
+        seqs = iter(await asyncio.gather(*pending))
+        return [BUFFERED if waiter is None else next(seqs) for waiter in waiters]
 
     async def load(self, room_id: str) -> StoredLog:
         # Updates accepted during an outage must be in the log before anyone reads it.

@@ -227,12 +227,20 @@ class SQLiteStore:
                 item.done.set_result(result)
 
     async def append(self, room_id: str, update: bytes) -> int:
+        (seq,) = await self.append_many(room_id, [update])
+        return seq
+
+    async def append_many(self, room_id: str, updates: list[bytes]) -> list[int]:
         if self._writer is None or self._closing:
             raise StoreError("the SQLite store is closed")
-        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending.append(_PendingAppend(room_id, update, done))
-        self._wakeup.set()
-        return await done
+        loop = asyncio.get_running_loop()
+        waiting = []
+        for update in updates:
+            done: asyncio.Future[int] = loop.create_future()
+            self._pending.append(_PendingAppend(room_id, update, done))
+            waiting.append(done)
+        self._wakeup.set()  # all pending together: the writer takes them as one batch
+        return list(await asyncio.gather(*waiting))
 
     async def create_room(self, room_id: str, name: str, language: str | None) -> RoomRecord:
         def work(conn: sqlite3.Connection) -> None:

@@ -8,7 +8,6 @@ outage, when the store accepts updates into a bounded memory buffer: see docs/po
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from pycrdt import MapEvent, Text, get_state, merge_updates
@@ -164,11 +163,7 @@ class Room:
         if self.deleted:
             raise RoomDeleted(self.id)
         try:
-            if len(updates) == 1:
-                await self._store.append(self.id, updates[0])
-            else:
-                # All queued at once: the store's writer commits them as one batch.
-                await asyncio.gather(*(self._store.append(self.id, update) for update in updates))
+            await self._store.append_many(self.id, updates)
         except RoomMissing as error:
             raise RoomDeleted(self.id) from error
         # One message for the whole batch: peers' queues grow by one item, not by the batch.
