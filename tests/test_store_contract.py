@@ -151,7 +151,8 @@ async def test_append_many_keeps_order_and_numbers_alongside_single_appends(
     await store.create_room("r1", "r1", None)
     first = store.append("r1", b"alone")
     many = store.append_many("r1", [b"m1", b"m2", b"m3"])
-    assert await asyncio.gather(first, many) == [1, [2, 3, 4]]
+    first_seq, many_seqs = await asyncio.gather(first, many)
+    assert (first_seq, many_seqs) == (1, [2, 3, 4])
     assert await store.append_many("r1", [b"m4"]) == [5]
     assert (await store.load("r1")).updates == [b"alone", b"m1", b"m2", b"m3", b"m4"]
 
