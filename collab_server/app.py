@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 
+from collab_server.auth import Authenticator
 from collab_server.cluster.bus import RedisBus
 from collab_server.completion import CompletionService
 from collab_server.rooms.registry import RoomRegistry
@@ -55,4 +56,6 @@ def create_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    secret = settings.auth_secret
+    app.state.auth = Authenticator(secret.get_secret_value() if secret is not None else None)
     return app

@@ -9,12 +9,16 @@ import sys
 from collections.abc import Sequence
 
 import uvicorn
+from pydantic import ValidationError
 
 from collab_server.app import create_app
+from collab_server.auth import ALL_ROOMS, Role, mint_token
+from collab_server.rooms.registry import is_valid_room_id
 from collab_server.settings import Settings
 from persistence import StoreError, migrate
 
 logger = logging.getLogger("collab_server")
+LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +36,21 @@ def _parser() -> argparse.ArgumentParser:
         "migrate", help="apply the database migrations the store lacks (PostgreSQL), then exit"
     )
     migrate.add_argument("--store", dest="store_url", help="store URL (COLLAB_STORE_URL)")
+    token = commands.add_parser(
+        "token", help="print an access token signed with COLLAB_AUTH_SECRET, then exit"
+    )
+    token.add_argument(
+        "--room",
+        default=ALL_ROOMS,
+        help=f"the room it opens ({ALL_ROOMS!r}, the default: every room)",
+    )
+    token.add_argument(
+        "--role",
+        choices=[role.label for role in Role],
+        default=Role.EDITOR.label,
+        help="viewer reads, editor also writes and creates rooms, admin also deletes (editor)",
+    )
+    token.add_argument("--ttl", type=float, help="seconds until it expires (default: never)")
     return parser
 
 
@@ -84,7 +103,22 @@ def serve(settings: Settings) -> None:
         settings.port,
         settings.store_url,
     )
+    if settings.auth_secret is None and settings.host not in LOOPBACK_HOSTS:
+        logger.warning(
+            "access control is off (COLLAB_AUTH_SECRET unset): anyone who can reach %s may read, "
+            "edit and delete every room",
+            settings.host,
+        )
     build_server(settings).run()
+
+
+def print_token(settings: Settings, room: str, role: Role, ttl_seconds: float | None) -> None:
+    """`collab-server token`: what a team's own backend would mint, for hand-outs and scripts."""
+    if settings.auth_secret is None:
+        raise SystemExit("collab-server token: set COLLAB_AUTH_SECRET first")
+    if room != ALL_ROOMS and not is_valid_room_id(room):
+        raise SystemExit(f"collab-server token: {room!r} is not a room id")
+    print(mint_token(settings.auth_secret.get_secret_value(), room, role, ttl_seconds))
 
 
 def run_migrations(settings: Settings) -> None:
@@ -102,7 +136,22 @@ def run_migrations(settings: Settings) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     arguments = _parser().parse_args(argv)
+    try:
+        settings = _settings(arguments)
+    except ValidationError as error:
+        raise SystemExit(f"collab-server: bad settings\n{_settings_errors(error)}") from None
     if arguments.command == "serve":
-        serve(_settings(arguments))
+        serve(settings)
     elif arguments.command == "migrate":
-        run_migrations(_settings(arguments))
+        run_migrations(settings)
+    elif arguments.command == "token":
+        print_token(settings, arguments.room, Role.parse(arguments.role), arguments.ttl)
+
+
+def _settings_errors(error: ValidationError) -> str:
+    """One line per bad setting, named as the environment spells it."""
+    lines = []
+    for item in error.errors(include_url=False):
+        name = "COLLAB_" + "_".join(str(part) for part in item["loc"]).upper()
+        lines.append(f"  {name}: {item['msg']}")
+    return "\n".join(lines)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from collab_server.auth import MIN_SECRET_LENGTH
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -64,6 +66,12 @@ class Settings(BaseSettings):
         description="Base URL clients use to reach the server (e.g. https://collab.example.com); "
         "by default taken from each request.",
     )
+    auth_secret: SecretStr | None = Field(
+        None,
+        description="Secret (at least 32 characters) that signs access tokens; when set, every "
+        "room and API call needs a token (`collab-server token`). Unset: anyone who can reach "
+        "the server may read, edit and delete every room.",
+    )
     completion_workers: int = Field(
         2,
         ge=0,
@@ -102,3 +110,13 @@ class Settings(BaseSettings):
         description="Longest wait for the AI endpoint (never past the request's deadline); a "
         "late or failed answer leaves the local providers' items.",
     )
+
+    @field_validator("auth_secret")
+    @classmethod
+    def _long_enough(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is not None and len(secret.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_SECRET_LENGTH} characters; make one with: python3 -c "
+                "'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return secret

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from collab_server.protocol import (
+    AuthMessage,
     AwarenessEntry,
     AwarenessMessage,
     SyncStep1,
@@ -38,6 +40,7 @@ class YClient:
         self.synced = anyio.Event()
         self.awareness: dict[int, dict[str, Any] | None] = {}
         self.close_code: int | None = None
+        self.auth_messages: list[bytes] = []  # payloads of y-protocols auth messages
         self.received = 0
         self._changed = asyncio.Event()
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
@@ -102,6 +105,8 @@ class YClient:
         elif isinstance(message, AwarenessMessage):
             for entry in decode_awareness(message.payload):
                 self.awareness[entry.client_id] = json.loads(entry.state)
+        elif isinstance(message, AuthMessage):
+            self.auth_messages.append(message.payload)
         self._changed.set()
 
     async def wait_until(self, condition: Callable[[], bool], limit: float = 10) -> None:
@@ -117,19 +122,22 @@ class YClient:
 
 
 @asynccontextmanager
-async def yclient(ws_url: str, room: str, *, sync: bool = True) -> AsyncIterator[YClient]:
+async def yclient(
+    ws_url: str, room: str, *, sync: bool = True, headers: dict[str, str] | None = None
+) -> AsyncIterator[YClient]:
     """Connect to `ws_url/room`, send sync step 1, and (by default) wait until synced.
 
     A failure in the body propagates unchanged: nothing awaited on the way out may turn it into
     a cancellation that the task group would swallow.
     """
-    async with connect(f"{ws_url}/{room}", max_size=None) as websocket:
+    async with connect(f"{ws_url}/{room}", max_size=None, additional_headers=headers) as websocket:
         client = YClient(websocket)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(client._pump_in)
             tasks.start_soon(client._pump_out)
             try:
-                await websocket.send(encode_sync_step1(client.doc.get_state()))
+                with contextlib.suppress(ConnectionClosed):  # refused at once: see close_code
+                    await websocket.send(encode_sync_step1(client.doc.get_state()))
                 if sync:
                     with anyio.fail_after(10):
                         await client.synced.wait()

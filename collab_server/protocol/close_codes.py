@@ -13,6 +13,8 @@ class CloseCode(IntEnum):
     GOING_AWAY = 1001  # the server is shutting down; reconnect
     INTERNAL_ERROR = 1011  # a bug of ours; reconnect
     BAD_MESSAGE = 4400  # malformed frame, unknown message type, invalid room name
+    UNAUTHORIZED = 4401  # no token, or an invalid or expired one
+    FORBIDDEN = 4403  # a valid token for another room
     ROOM_DELETED = 4404
     MESSAGE_TOO_BIG = 4413
     TEXT_FRAME = 4415  # the protocol is binary

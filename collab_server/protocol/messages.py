@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from collab_server.protocol.errors import ProtocolError
-from collab_server.protocol.varint import Reader, write_var_bytes
+from collab_server.protocol.varint import Reader, write_var_bytes, write_var_string
 
 
 class MessageType(IntEnum):
@@ -14,6 +14,9 @@ class MessageType(IntEnum):
     AWARENESS = 1
     AUTH = 2
     QUERY_AWARENESS = 3
+
+
+PERMISSION_DENIED = 0  # the one auth message y-protocols defines (server to client)
 
 
 class SyncType(IntEnum):
@@ -101,3 +104,8 @@ def encode_update(update: bytes) -> bytes:
 
 def encode_awareness_message(payload: bytes) -> bytes:
     return bytes((MessageType.AWARENESS,)) + write_var_bytes(payload)
+
+
+def encode_permission_denied(reason: str) -> bytes:
+    """The auth message y-websocket reports as "Permission denied to access <url>: <reason>"."""
+    return bytes((MessageType.AUTH, PERMISSION_DENIED)) + write_var_string(reason)

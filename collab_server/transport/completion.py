@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from collab_server.auth import Role
 from collab_server.completion import (
     CompletionBusy,
     CompletionError,
@@ -45,6 +46,7 @@ from collab_server.protocol import ProtocolError
 from collab_server.rooms.catch_up import caught_up, decode_state_vector
 from collab_server.rooms.registry import RoomRegistry
 from collab_server.settings import Settings
+from collab_server.transport.access import require
 from collab_server.transport.errors import ApiError
 from collab_server.transport.rest import DEFAULT_TEXT, is_text_name, room_record
 
@@ -106,6 +108,7 @@ def _service(request: Request) -> CompletionService:
 async def complete(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     deadline = time.monotonic() + settings.completion_deadline_ms / 1000
+    require(request, Role.VIEWER, request.path_params["room"])
     room_id = (await room_record(request, request.path_params["room"])).id
     registry: RoomRegistry = request.app.state.registry
     try:

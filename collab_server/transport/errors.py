@@ -18,11 +18,14 @@ logger = logging.getLogger(__name__)
 class ApiError(Exception):
     """An HTTP error answer: status, a short machine-readable code, and a detail for humans."""
 
-    def __init__(self, status: int, code: str, detail: object) -> None:
+    def __init__(
+        self, status: int, code: str, detail: object, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(f"{status} {code}: {detail}")
         self.status = status
         self.code = code
         self.detail = detail
+        self.headers = headers
 
     @classmethod
     def invalid_body(cls, error: ValidationError) -> ApiError:
@@ -35,13 +38,17 @@ class ApiError(Exception):
         return cls(422, "invalid_body", details)
 
 
-def _error(status: int, code: str, detail: object) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail}, status_code=status)
+def _error(
+    status: int, code: str, detail: object, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
 
 async def api_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, ApiError)
-    return _error(error.status, error.code, error.detail)
+    if error.status in (401, 403):
+        logger.info("%s %s: %d %s", request.method, request.url.path, error.status, error.detail)
+    return _error(error.status, error.code, error.detail, error.headers)
 
 
 async def http_error(request: Request, error: Exception) -> Response:

@@ -12,12 +12,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from collab_server.auth import Role
 from collab_server.languages import Language
 from collab_server.positions import utf16_length
 from collab_server.protocol import CloseCode
 from collab_server.rooms.document import META_MAP
 from collab_server.rooms.registry import ROOM_ID_PATTERN, RoomRegistry, is_valid_room_id
 from collab_server.settings import Settings
+from collab_server.transport.access import authenticated, permit, require
 from collab_server.transport.errors import ApiError
 from persistence import RoomExists, RoomRecord
 
@@ -94,9 +96,12 @@ def _json(model: BaseModel, status_code: int = 200) -> JSONResponse:
     return JSONResponse(model.model_dump(mode="json"), status_code=status_code)
 
 
-async def _record(request: Request) -> RoomRecord:
-    """The room the path names; 404 if it was never created nor joined, or was deleted."""
-    return await room_record(request, request.path_params["room"])
+async def _record(request: Request, role: Role) -> RoomRecord:
+    """The room the path names, if the token gives `role` on it (else 401/403); 404 if it was
+    never created nor joined, or was deleted."""
+    room_id = request.path_params["room"]
+    require(request, role, room_id)
+    return await room_record(request, room_id)
 
 
 async def room_record(request: Request, room_id: str) -> RoomRecord:
@@ -110,10 +115,12 @@ async def room_record(request: Request, room_id: str) -> RoomRecord:
 
 
 async def create_room(request: Request) -> Response:
+    grant = authenticated(request)  # who asks comes before what is asked: 401 before 422
     try:
         body = CreateRoom.model_validate_json(await request.body())
     except ValidationError as error:
         raise ApiError.invalid_body(error) from error
+    permit(grant, Role.EDITOR, body.id)  # a generated id needs a token for every room
     registry = _registry(request)
     room_id = body.id or secrets.token_urlsafe(8)
     try:
@@ -128,16 +135,19 @@ async def create_room(request: Request) -> Response:
 
 
 async def list_rooms(request: Request) -> Response:
+    """Every room the token covers (all of them without access control)."""
+    grant = authenticated(request)
     records = await _registry(request).store.list_rooms()
-    return _json(RoomList(rooms=[_view(request, record) for record in records]))
+    visible = [record for record in records if grant.covers(record.id)]
+    return _json(RoomList(rooms=[_view(request, record) for record in visible]))
 
 
 async def get_room(request: Request) -> Response:
-    return _json(_view(request, await _record(request)))
+    return _json(_view(request, await _record(request, Role.VIEWER)))
 
 
 async def delete_room(request: Request) -> Response:
-    record = await _record(request)
+    record = await _record(request, Role.ADMIN)
     if not await _registry(request).delete(record.id):
         raise ApiError(404, "room_not_found", f"no room {record.id!r}")
     logger.info(
@@ -159,14 +169,14 @@ def _text_name(request: Request) -> str:
 
 
 async def get_text(request: Request) -> Response:
-    record = await _record(request)
+    record = await _record(request, Role.VIEWER)
     name = _text_name(request)
     async with _registry(request).lease(record.id) as room:
         return PlainTextResponse(str(room.text(name)))
 
 
 async def put_text(request: Request) -> Response:
-    record = await _record(request)
+    record = await _record(request, Role.EDITOR)
     name = _text_name(request)
     settings: Settings = request.app.state.settings
     raw = await request.body()

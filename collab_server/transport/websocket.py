@@ -12,12 +12,21 @@ import logging
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from collab_server.protocol import CloseCode, ProtocolError, SyncStep2, SyncUpdate, decode_message
+from collab_server.auth import AuthError, Role, Unauthenticated
+from collab_server.protocol import (
+    CloseCode,
+    ProtocolError,
+    SyncStep2,
+    SyncUpdate,
+    decode_message,
+    encode_permission_denied,
+)
 from collab_server.rooms.intake import UpdateIntake
 from collab_server.rooms.peer import Peer, PeerDisconnected
 from collab_server.rooms.registry import RoomRegistry, is_valid_room_id
 from collab_server.rooms.room import Room, RoomDeleted
 from collab_server.settings import Settings
+from collab_server.transport.access import connection_grant
 from persistence import StoreError
 
 logger = logging.getLogger(__name__)
@@ -60,9 +69,12 @@ async def serve_websocket(websocket: WebSocket) -> None:
         logger.info("refused room name %r", room_id[:200])
         await websocket.close(CloseCode.BAD_MESSAGE, "room names are 1-128 of [A-Za-z0-9._-]")
         return
+    writable = await _admit(websocket, room_id)
+    if writable is None:
+        return
     try:
         async with registry.lease(room_id) as room:
-            await _serve_peer(websocket, room, settings)
+            await _serve_peer(websocket, room, settings, writable)
     except StoreError as error:
         logger.warning("room %s: store unavailable, refusing a peer: %s", room_id, error)
         with contextlib.suppress(PeerDisconnected):  # the client may have left meanwhile
@@ -71,7 +83,31 @@ async def serve_websocket(websocket: WebSocket) -> None:
             )
 
 
-async def _serve_peer(websocket: WebSocket, room: Room, settings: Settings) -> None:
+async def _admit(websocket: WebSocket, room_id: str) -> bool | None:
+    """Whether the client may write to the room; None when it was refused (and closed).
+
+    Refusals are y-protocols' "permission denied" message (y-websocket logs its reason) and a
+    4400-range close code, after which the stock client does not retry with the same token.
+    """
+    try:
+        grant = connection_grant(websocket, allow_query=True)
+        grant.require(Role.VIEWER, room_id)
+    except AuthError as error:
+        code = CloseCode.UNAUTHORIZED if isinstance(error, Unauthenticated) else CloseCode.FORBIDDEN
+        logger.info("room %s: refused a peer from %s: %s", room_id, _client(websocket), error)
+        socket = _Socket(websocket)
+        with contextlib.suppress(PeerDisconnected):
+            await socket.send(encode_permission_denied(str(error)))
+            await socket.close(code, str(error))
+        return None
+    return grant.role >= Role.EDITOR
+
+
+def _client(websocket: WebSocket) -> str:
+    return f"{websocket.client.host}:{websocket.client.port}" if websocket.client else "?"
+
+
+async def _serve_peer(websocket: WebSocket, room: Room, settings: Settings, writable: bool) -> None:
     socket = _Socket(websocket)
     peer = Peer(room.id, socket.send, socket.close, queue_limit=settings.peer_queue_messages)
     intake = UpdateIntake(
@@ -83,7 +119,7 @@ async def _serve_peer(websocket: WebSocket, room: Room, settings: Settings) -> N
         room.join(peer)
         try:
             try:
-                code, reason = await _receive(websocket, room, peer, intake, settings)
+                code, reason = await _receive(websocket, room, peer, intake, settings, writable)
             except Exception as error:
                 code, reason = _close_reason(room, peer, error)
             await _drain(intake, room, peer)
@@ -97,11 +133,21 @@ async def _serve_peer(websocket: WebSocket, room: Room, settings: Settings) -> N
 
 
 async def _receive(
-    websocket: WebSocket, room: Room, peer: Peer, intake: UpdateIntake, settings: Settings
+    websocket: WebSocket,
+    room: Room,
+    peer: Peer,
+    intake: UpdateIntake,
+    settings: Settings,
+    writable: bool,
 ) -> tuple[int, str]:
-    """Handle the client's messages until it leaves (code 0) or must be closed (code, reason)."""
+    """Handle the client's messages until it leaves (code 0) or must be closed (code, reason).
+
+    A viewer's updates are dropped, not refused: its client sends its state in sync step 2 on
+    every connect, and a close would only make it reconnect and send it again.
+    """
     max_bytes = settings.max_message_bytes
     handled = 0
+    told_ignored = False
     while True:
         event = await websocket.receive()
         if event["type"] == "websocket.disconnect":
@@ -119,7 +165,13 @@ async def _receive(
             message = decode_message(data)
             if isinstance(message, SyncUpdate | SyncStep2):
                 room.check_update(message.update)
-                await intake.put(message.update)
+                if writable:
+                    await intake.put(message.update)
+                elif not told_ignored:
+                    told_ignored = True
+                    logger.debug(
+                        "room %s peer %s: a viewer; its updates are dropped", room.id, peer.id
+                    )
             else:
                 room.receive(peer, message)
         except ProtocolError as error:

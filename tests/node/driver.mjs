@@ -31,7 +31,7 @@ const sockets = new Set()
 // -- one client ------------------------------------------------------------------------------
 
 class Client {
-  constructor (name, room, { url = serverUrl, awareness, maxBackoffTime } = {}) {
+  constructor (name, room, { url = serverUrl, awareness, maxBackoffTime, params } = {}) {
     this.name = name
     this.doc = new Y.Doc()
     this.text = this.doc.getText(TEXT_NAME)
@@ -43,7 +43,8 @@ class Client {
       connect: false,
       disableBc: true,
       WebSocketPolyfill: WebSocket,
-      ...(maxBackoffTime === undefined ? {} : { maxBackoffTime })
+      ...(maxBackoffTime === undefined ? {} : { maxBackoffTime }),
+      ...(params === undefined ? {} : { params })
     })
     const provider = this.provider
     if (awareness !== undefined) provider.awareness.setLocalState(awareness)
@@ -171,9 +172,9 @@ const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
 const commands = {
   /** Create a client and connect it; unless `sync` is false, answer once it is synced. */
-  async open ({ client: name, room, url, awareness, maxBackoffTime, sync = true }) {
+  async open ({ client: name, room, url, awareness, maxBackoffTime, params, sync = true }) {
     if (clients.has(name)) throw new Error(`client ${name} exists`)
-    const created = new Client(name, room, { url, awareness, maxBackoffTime })
+    const created = new Client(name, room, { url, awareness, maxBackoffTime, params })
     clients.set(name, created)
     created.provider.connect()
     if (sync) await until(() => (created.synced ? true : undefined))
