@@ -115,6 +115,7 @@ async def test_requests_over_the_bound_get_503() -> None:
             again = await complete_end(http, "js", JS)
     assert refused.status_code == 503
     assert refused.json()["error"] == "completion_busy"
+    assert refused.headers["retry-after"] == "1"
     assert first[0].status_code == 200
     assert again.status_code == 200  # the slot was given back
 
