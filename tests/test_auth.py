@@ -246,3 +246,12 @@ async def test_stock_clients_connect_with_params_and_stop_on_a_bad_token(
 async def _status_once_closed(node: NodeClients, client: str) -> dict[str, object]:
     status: dict[str, object] = await node.call("waitClosed", client=client, count=1)
     return status
+
+
+async def test_metrics_need_an_admin_token_for_every_room(server: RunningServer) -> None:
+    async with server.http() as http:
+        assert (await http.get("/metrics")).status_code == 401
+        room_admin = bearer(token(Role.ADMIN))
+        assert (await http.get("/metrics", headers=room_admin)).status_code == 403
+        scraped = await http.get("/metrics", headers=ADMIN_EVERYWHERE)
+        assert scraped.status_code == 200 and "collab_peers 0" in scraped.text

@@ -18,6 +18,7 @@ from typing import Any
 
 from collab_server.cluster.bus import RedisBus
 from collab_server.cluster.messages import BusMessage, Kind
+from collab_server.metrics import Gauges, Metrics
 from collab_server.protocol import (
     AwarenessEntry,
     CloseCode,
@@ -41,8 +42,15 @@ def is_valid_room_id(room_id: str) -> bool:
 
 
 class RoomRegistry(RoomListener):
-    def __init__(self, store: Store, settings: Settings, bus: RedisBus | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        bus: RedisBus | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.store = store
+        self.metrics = metrics or Metrics()
         self._settings = settings
         self._bus = bus  # other server processes sharing the store, if any
         self._early: dict[str, list[BusMessage]] = {}  # bus messages for rooms still loading
@@ -105,6 +113,13 @@ class RoomRegistry(RoomListener):
     def peer_count(self, room_id: str) -> int:
         room = self._rooms.get(room_id)
         return len(room.peers) if room else 0
+
+    def gauges(self) -> Gauges:
+        return Gauges(
+            rooms_loaded=len(self._rooms),
+            peers=sum(len(room.peers) for room in self._rooms.values()),
+            store_ready=self.store.is_ready(),
+        )
 
     async def _get(self, room_id: str) -> Room:
         room = self._rooms.get(room_id)
@@ -252,7 +267,9 @@ class RoomRegistry(RoomListener):
 
     # -- other server processes ---------------------------------------------------------------
 
-    def update_stored(self, room: Room, update: bytes) -> None:
+    def update_stored(self, room: Room, update: bytes, rows: int) -> None:
+        self.metrics.updates_stored += rows
+        self.metrics.update_bytes_stored += len(update)
         self._after_append(room)
         if self._bus is not None:
             self._bus.publish(room.id, Kind.UPDATE, update)

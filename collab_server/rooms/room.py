@@ -49,8 +49,8 @@ class RoomDeleted(Exception):
 class RoomListener:
     """What the owner of a room hears about it (the registry: compaction, other processes)."""
 
-    def update_stored(self, room: Room, update: bytes) -> None:
-        """A local update was stored, applied and relayed."""
+    def update_stored(self, room: Room, update: bytes, rows: int) -> None:
+        """Local updates (`rows` of them, merged into `update`) were stored, applied, relayed."""
 
     def language_changed(self, room: Room) -> None:
         """The document's `meta` map changed (from any source): its language may have."""
@@ -169,7 +169,7 @@ class Room:
         # One message for the whole batch: peers' queues grow by one item, not by the batch.
         update = updates[0] if len(updates) == 1 else merge_updates(*updates)
         self._apply_and_relay(update, origin, stored_rows=len(updates))
-        self._listener.update_stored(self, update)
+        self._listener.update_stored(self, update, len(updates))
 
     def _apply_and_relay(self, update: bytes, origin: Peer | None, stored_rows: int = 1) -> None:
         self.doc.apply_update(update)

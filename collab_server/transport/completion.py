@@ -35,6 +35,7 @@ from collab_server.completion import (
 )
 from collab_server.completion.job import Kind, Provider
 from collab_server.languages import DEFAULT_LANGUAGE
+from collab_server.metrics import Metrics
 from collab_server.positions import (
     PositionError,
     index_from_line_column,
@@ -136,15 +137,19 @@ async def complete(request: Request) -> Response:
             cursor = utf16_from_index(text, index)
     except PositionError as error:
         raise ApiError(422, "invalid_position", str(error)) from error
+    counted: Metrics = request.app.state.metrics
     try:
         answer = await _service(request).complete(
             CompletionRequest(text, index, language, key=f"{room_id}/{body.name}"), deadline
         )
     except CompletionBusy as error:
+        counted.completions["busy"] += 1
         # A completion is typed again within a second anyway; an editor may wait that long.
         raise ApiError(503, "completion_busy", str(error), {"Retry-After": "1"}) from error
     except CompletionError as error:
+        counted.completions["unavailable"] += 1
         raise ApiError(503, "completion_unavailable", str(error)) from error
+    counted.completions["partial" if answer.partial else "complete"] += 1
     if answer.partial:
         logger.debug("room %s: partial completion: %s", room_id, "; ".join(answer.notes))
     return _response(answer, text, index, cursor)

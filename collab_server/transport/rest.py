@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from collab_server.auth import Role
 from collab_server.languages import Language
+from collab_server.metrics import exposition
 from collab_server.positions import utf16_length
 from collab_server.protocol import CloseCode
 from collab_server.rooms.document import META_MAP
@@ -191,6 +192,14 @@ async def put_text(request: Request) -> Response:
     return _json(TextWritten(room=record.id, name=name, length=utf16_length(text)))
 
 
+async def metrics(request: Request) -> Response:
+    """Prometheus text; with access control on, it needs an admin token for every room."""
+    require(request, Role.ADMIN)
+    registry = _registry(request)
+    text = exposition(request.app.state.metrics, registry.gauges())
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -208,6 +217,7 @@ routes = [
     Route("/api/rooms/{room}", delete_room, methods=["DELETE"]),
     Route("/api/rooms/{room}/text", get_text, methods=["GET"]),
     Route("/api/rooms/{room}/text", put_text, methods=["PUT"]),
+    Route("/metrics", metrics, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
 ]

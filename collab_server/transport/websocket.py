@@ -13,6 +13,7 @@ import logging
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from collab_server.auth import AuthError, Role, Unauthenticated
+from collab_server.metrics import Metrics
 from collab_server.protocol import (
     CloseCode,
     ProtocolError,
@@ -45,6 +46,7 @@ class _Socket:
 
     def __init__(self, websocket: WebSocket) -> None:
         self._websocket = websocket
+        self._metrics: Metrics = websocket.app.state.metrics
 
     async def send(self, frame: bytes) -> None:
         try:
@@ -54,6 +56,7 @@ class _Socket:
 
     async def close(self, code: int, reason: str) -> None:
         if self._websocket.application_state == WebSocketState.CONNECTED:
+            self._metrics.connections_closed[code] += 1
             try:
                 await self._websocket.close(code, reason)
             except (OSError, RuntimeError) as error:
@@ -67,7 +70,10 @@ async def serve_websocket(websocket: WebSocket) -> None:
     await websocket.accept()
     if not is_valid_room_id(room_id):
         logger.info("refused room name %r", room_id[:200])
-        await websocket.close(CloseCode.BAD_MESSAGE, "room names are 1-128 of [A-Za-z0-9._-]")
+        with contextlib.suppress(PeerDisconnected):
+            await _Socket(websocket).close(
+                CloseCode.BAD_MESSAGE, "room names are 1-128 of [A-Za-z0-9._-]"
+            )
         return
     writable = await _admit(websocket, room_id)
     if writable is None:
@@ -110,6 +116,7 @@ def _client(websocket: WebSocket) -> str:
 async def _serve_peer(websocket: WebSocket, room: Room, settings: Settings, writable: bool) -> None:
     socket = _Socket(websocket)
     peer = Peer(room.id, socket.send, socket.close, queue_limit=settings.peer_queue_messages)
+    websocket.app.state.metrics.connections_opened += 1
     intake = UpdateIntake(
         room, peer, on_failure=lambda error: peer.close(*_close_reason(room, peer, error))
     )
