@@ -132,6 +132,7 @@ async def server(store_url: str, port: int) -> AsyncIterator[tuple[str, int]]:
         "COLLAB_PORT": str(port),
         "COLLAB_STORE_URL": store_url,
         "COLLAB_LOG_LEVEL": "warning",
+        "COLLAB_CLIENT_MESSAGES_PER_SECOND": "0",  # the load clients send faster than people
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "collab_server", "serve", env=env

@@ -120,7 +120,8 @@ def make_servers(
             label = ("ours" if kind == "ours" else "baseline") + STORE_LABELS[store_name]
             command = [sys.executable, "-m", "collab_server", "serve", "--port", str(port)]
             command += ["--store", store]
-            env = {"COLLAB_LOG_LEVEL": "warning"}
+            # The load generator's clients each send thousands of messages a second: no limit.
+            env = {"COLLAB_LOG_LEVEL": "warning", "COLLAB_CLIENT_MESSAGES_PER_SECOND": "0"}
             if kind == "base":
                 if baseline is None:
                     raise SystemExit(f"{name} needs --baseline DIR")

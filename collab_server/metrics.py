@@ -17,6 +17,7 @@ class Metrics:
     updates_stored: int = 0  # log rows appended by this process's clients (and REST writes)
     update_bytes_stored: int = 0
     connections_opened: int = 0  # WebSocket peers admitted to a room
+    connections_throttled: int = 0  # connections that went over COLLAB_CLIENT_MESSAGES_PER_SECOND
     connections_closed: Counter[int] = field(default_factory=Counter)  # by the close code we sent
     completions: Counter[str] = field(default_factory=Counter)  # by outcome
 
@@ -62,6 +63,12 @@ def exposition(metrics: Metrics, gauges: Gauges) -> str:
         "counter",
         "WebSocket clients admitted to a room.",
         [("", metrics.connections_opened)],
+    )
+    family(
+        "collab_connections_throttled_total",
+        "counter",
+        "WebSocket clients that sent faster than the per-client rate and were read more slowly.",
+        [("", metrics.connections_throttled)],
     )
     family(
         "collab_connections_closed_total",

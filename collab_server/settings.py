@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(
         8 * 1024 * 1024, ge=1024, description="Largest WebSocket message a client may send."
     )
+    client_messages_per_second: float = Field(
+        1000.0,
+        ge=0,
+        description="Messages one WebSocket client may send a second (bursts of one second's "
+        "worth); a faster client is read more slowly, never closed. 0: no limit.",
+    )
     peer_queue_messages: int = Field(
         4096,
         ge=16,

@@ -184,7 +184,7 @@ async def test_invalid_room_names_are_refused_with_4400(server: RunningServer, r
 
 async def test_slow_reader_is_closed_with_4504_and_room_carries_on() -> None:
     """A client that stops reading is closed once its queue is full; it resyncs on reconnect."""
-    settings = Settings(store_url="memory://", peer_queue_messages=16)
+    settings = Settings(store_url="memory://", peer_queue_messages=16, client_messages_per_second=0)
     async with (
         run_server(settings) as server,
         yclient(server.ws_url, "slow") as writer,
@@ -223,7 +223,7 @@ async def test_burst_in_one_read_does_not_close_readers_that_keep_up() -> None:
     and relays it as one merged message, so a reader's queue grows by one item per batch (up to
     64 updates), not by one per update.
     """
-    settings = Settings(store_url="memory://", peer_queue_messages=16)
+    settings = Settings(store_url="memory://", peer_queue_messages=16, client_messages_per_second=0)
     typist: Doc[Text] = Doc()
     text = typist.get("codemirror", type=Text)
     frames: list[bytes] = []
@@ -246,7 +246,7 @@ async def test_burst_in_one_read_does_not_close_readers_that_keep_up() -> None:
 async def test_burst_of_awareness_does_not_close_readers_that_keep_up() -> None:
     """Awareness is relayed as it is read; the connection yields to the loop every few messages
     so that the readers' senders drain their queues during a burst."""
-    settings = Settings(store_url="memory://", peer_queue_messages=16)
+    settings = Settings(store_url="memory://", peer_queue_messages=16, client_messages_per_second=0)
     async with (
         run_server(settings) as server,
         yclient(server.ws_url, "cursors") as reader,
@@ -261,6 +261,26 @@ async def test_burst_of_awareness_does_not_close_readers_that_keep_up() -> None:
             lambda: reader.awareness.get(777) == {"cursor": 1000} or reader.close_code is not None
         )
         assert reader.close_code is None
+
+
+async def test_a_client_over_its_message_rate_is_read_slower_and_loses_nothing() -> None:
+    """A flood is throttled, not refused: every message of it arrives, nobody is closed."""
+    settings = Settings(store_url="memory://", client_messages_per_second=100)
+    async with (
+        run_server(settings) as server,
+        yclient(server.ws_url, "flood") as reader,
+        connect(f"{server.ws_url}/flood", max_queue=None) as flooder,
+    ):
+        for clock in range(1, 301):  # three seconds' worth at once
+            entry = AwarenessEntry(777, clock, f'{{"cursor":{clock}}}')
+            flooder.protocol.send_binary(encode_awareness_message(encode_awareness([entry])))
+        flooder.send_data()
+        reader.text.insert(0, "still typing")  # the reader is not held up meanwhile
+        async with yclient(server.ws_url, "flood") as witness:
+            await witness.wait_until(lambda: str(witness.text) == "still typing")
+        await reader.wait_until(lambda: reader.awareness.get(777) == {"cursor": 300}, limit=20)
+        assert reader.close_code is None and flooder.close_code is None
+        assert server.app.state.metrics.connections_throttled == 1
 
 
 async def test_deleting_a_room_closes_its_peers_with_4404(server: RunningServer) -> None:

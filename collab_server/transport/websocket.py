@@ -28,6 +28,7 @@ from collab_server.rooms.registry import RoomRegistry, is_valid_room_id
 from collab_server.rooms.room import Room, RoomDeleted
 from collab_server.settings import Settings
 from collab_server.transport.access import connection_grant
+from collab_server.transport.throttle import Throttle
 from persistence import StoreError
 
 logger = logging.getLogger(__name__)
@@ -153,6 +154,8 @@ async def _receive(
     every connect, and a close would only make it reconnect and send it again.
     """
     max_bytes = settings.max_message_bytes
+    throttle = Throttle(settings.client_messages_per_second)
+    throttled = False
     handled = 0
     told_ignored = False
     while True:
@@ -186,7 +189,18 @@ async def _receive(
         if peer.closing:
             return 0, ""
         handled += 1
-        if handled % YIELD_EVERY_MESSAGES == 0:
+        if delay := throttle.take():
+            if not throttled:
+                throttled = True
+                websocket.app.state.metrics.connections_throttled += 1
+                logger.info(
+                    "room %s peer %s: over %g messages/s, reading it more slowly",
+                    room.id,
+                    peer.id,
+                    settings.client_messages_per_second,
+                )
+            await asyncio.sleep(delay)
+        elif handled % YIELD_EVERY_MESSAGES == 0:
             await asyncio.sleep(0)
 
 
