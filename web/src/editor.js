@@ -212,7 +212,10 @@ const tokenForm = tokenPanel($('access'), (newToken) => {
   provider.params = { token }
   showAccess(accessForToken())
   connection.reconnect() // with the new token, even if the socket was still open
-  view.focus()
+  // Into the editor once the token works; a refusal puts the focus back into the token field.
+  provider.once('sync', () => {
+    if (document.activeElement === document.body) view.focus()
+  })
 })
 
 /**
