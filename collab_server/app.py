@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import WebSocketRoute
 
 from collab_server.auth import Authenticator
@@ -54,8 +56,25 @@ def create_app(settings: Settings) -> Starlette:
         ],
         exception_handlers=exception_handlers,
         lifespan=lifespan,
+        middleware=_middleware(settings),
     )
     app.state.settings = settings
     secret = settings.auth_secret
     app.state.auth = Authenticator(secret.get_secret_value() if secret is not None else None)
     return app
+
+
+def _middleware(settings: Settings) -> list[Middleware]:
+    """CORS for front ends served from elsewhere (a dev server, another site); none by default."""
+    if not settings.cors_origin_list:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["Retry-After"],
+            max_age=3600,
+        )
+    ]

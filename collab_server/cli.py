@@ -15,7 +15,8 @@ from collab_server.app import create_app
 from collab_server.auth import ALL_ROOMS, Role, mint_token
 from collab_server.rooms.registry import is_valid_room_id
 from collab_server.settings import Settings
-from persistence import StoreError, migrate
+from persistence import StoreError, migrate, open_store
+from persistence.copy import CopiedRoom, copy_rooms
 
 logger = logging.getLogger("collab_server")
 LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
@@ -36,6 +37,14 @@ def _parser() -> argparse.ArgumentParser:
         "migrate", help="apply the database migrations the store lacks (PostgreSQL), then exit"
     )
     migrate.add_argument("--store", dest="store_url", help="store URL (COLLAB_STORE_URL)")
+    copy = commands.add_parser(
+        "copy",
+        help="copy rooms from one store to another (e.g. SQLite to PostgreSQL), then exit; "
+        "rooms the target has already are skipped. Stop the servers of both stores first.",
+    )
+    copy.add_argument("--from", dest="source", required=True, help="the store to copy from (URL)")
+    copy.add_argument("--to", dest="target", required=True, help="the store to copy into (URL)")
+    copy.add_argument("rooms", nargs="*", help="room ids to copy (default: every room)")
     token = commands.add_parser(
         "token", help="print an access token signed with COLLAB_AUTH_SECRET, then exit"
     )
@@ -112,6 +121,36 @@ def serve(settings: Settings) -> None:
     build_server(settings).run()
 
 
+def copy_stores(source_url: str, target_url: str, room_ids: list[str]) -> None:
+    """`collab-server copy`: one line per room, then a total."""
+    if source_url == target_url:
+        raise SystemExit("collab-server copy: --from and --to name the same store")
+
+    async def run() -> list[CopiedRoom]:
+        source, target = open_store(source_url), open_store(target_url)
+        await source.open()
+        try:
+            await target.open()
+            try:
+                return await copy_rooms(source, target, room_ids or None)
+            finally:
+                await target.close()
+        finally:
+            await source.close()
+
+    try:
+        results = asyncio.run(run())
+    except StoreError as error:
+        raise SystemExit(f"collab-server copy: {error}") from None
+    for result in results:
+        if result.copied:
+            print(f"{result.room_id}: {result.updates} updates, {result.size_bytes} bytes")
+        else:
+            print(f"{result.room_id}: skipped, the target has a room with this id")
+    copied = sum(result.copied for result in results)
+    print(f"copied {copied} of {len(results)} rooms")
+
+
 def print_token(settings: Settings, room: str, role: Role, ttl_seconds: float | None) -> None:
     """`collab-server token`: what a team's own backend would mint, for hand-outs and scripts."""
     if settings.auth_secret is None:
@@ -144,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         serve(settings)
     elif arguments.command == "migrate":
         run_migrations(settings)
+    elif arguments.command == "copy":
+        copy_stores(arguments.source, arguments.target, arguments.rooms)
     elif arguments.command == "token":
         print_token(settings, arguments.room, Role.parse(arguments.role), arguments.ttl)
 

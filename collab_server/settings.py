@@ -66,6 +66,11 @@ class Settings(BaseSettings):
         description="Base URL clients use to reach the server (e.g. https://collab.example.com); "
         "by default taken from each request.",
     )
+    cors_origins: str | None = Field(
+        None,
+        description="Comma-separated origins (e.g. http://localhost:5173) whose pages may call "
+        "the REST API from a browser, or * for any; unset: only pages this server serves.",
+    )
     auth_secret: SecretStr | None = Field(
         None,
         description="Secret (at least 32 characters) that signs access tokens; when set, every "
@@ -120,3 +125,8 @@ class Settings(BaseSettings):
                 "'import secrets; print(secrets.token_urlsafe(32))'"
             )
         return secret
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        origins = (self.cors_origins or "").split(",")
+        return [origin.strip() for origin in origins if origin.strip()]

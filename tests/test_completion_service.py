@@ -83,7 +83,9 @@ async def test_ai_continuation_is_offered_first() -> None:
 async def test_ai_failures_leave_the_local_items(mode: Mode) -> None:
     async with fake_llm("unter") as llm:
         llm.mode = mode
-        async with serving(completion_llm_url=llm.url, completion_llm_timeout_ms=200) as http:
+        # Time enough for the request to reach the fake API (it shares this event loop) on a
+        # loaded machine; "hold" then waits out the AI timeout, well inside the deadline.
+        async with serving(completion_llm_url=llm.url, completion_llm_timeout_ms=1_000) as http:
             await room_with(http, "js", "javascript", JS)
             response = await complete_end(http, "js", JS)
             assert llm.requests  # it was asked
@@ -115,6 +117,7 @@ async def test_requests_over_the_bound_get_503() -> None:
             again = await complete_end(http, "js", JS)
     assert refused.status_code == 503
     assert refused.json()["error"] == "completion_busy"
+    assert refused.headers["retry-after"] == "1"
     assert first[0].status_code == 200
     assert again.status_code == 200  # the slot was given back
 

@@ -148,3 +148,27 @@ async def test_health_and_readiness(server: RunningServer) -> None:
 
 async def _text_is(http: httpx.AsyncClient, room: str, expected: str) -> bool:
     return (await http.get(f"/api/rooms/{room}/text")).text == expected
+
+
+async def test_cors_lets_only_the_configured_origins_call_from_a_browser(
+    settings: Settings,
+) -> None:
+    front_end = "http://localhost:5173"
+    preflight = {
+        "Origin": front_end,
+        "Access-Control-Request-Method": "PUT",
+        "Access-Control-Request-Headers": "authorization, content-type",
+    }
+    with_cors = settings.model_copy(update={"cors_origins": f"{front_end}, https://b.example"})
+    async with run_server(with_cors) as server, server.http() as http:
+        allowed = await http.options("/api/rooms/x/text", headers=preflight)
+        assert allowed.status_code == 200
+        assert allowed.headers["access-control-allow-origin"] == front_end
+        assert "PUT" in allowed.headers["access-control-allow-methods"]
+        listed = await http.get("/api/rooms", headers={"Origin": front_end})
+        assert listed.headers["access-control-allow-origin"] == front_end
+        stranger = await http.get("/api/rooms", headers={"Origin": "http://evil.example"})
+        assert "access-control-allow-origin" not in stranger.headers
+    async with run_server(settings) as server, server.http() as http:  # the default: none
+        listed = await http.get("/api/rooms", headers={"Origin": front_end})
+        assert "access-control-allow-origin" not in listed.headers

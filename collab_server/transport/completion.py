@@ -140,9 +140,11 @@ async def complete(request: Request) -> Response:
         answer = await _service(request).complete(
             CompletionRequest(text, index, language, key=f"{room_id}/{body.name}"), deadline
         )
+    except CompletionBusy as error:
+        # A completion is typed again within a second anyway; an editor may wait that long.
+        raise ApiError(503, "completion_busy", str(error), {"Retry-After": "1"}) from error
     except CompletionError as error:
-        code = "completion_busy" if isinstance(error, CompletionBusy) else "completion_unavailable"
-        raise ApiError(503, code, str(error)) from error
+        raise ApiError(503, "completion_unavailable", str(error)) from error
     if answer.partial:
         logger.debug("room %s: partial completion: %s", room_id, "; ".join(answer.notes))
     return _response(answer, text, index, cursor)

@@ -1,0 +1,114 @@
+"""`collab-server copy`: rooms move from the SQLite default to PostgreSQL intact.
+
+The source is filled by a real server (REST and WebSocket clients; it compacts the rooms as it
+stops) and one more update makes a log tail; the copy is then served by a real server on
+PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from pycrdt import Text
+
+from collab_server.rooms.snapshot import doc_from_log
+from collab_server.settings import Settings
+from persistence import open_store
+from tests.conftest import run_server
+from tests.yclient import yclient
+
+pytestmark = pytest.mark.anyio
+
+PYTHON_TEXT = "print('héllo π 🎉')\n"
+TYPED = "# typed live\n"
+TAIL = "# written after the last compaction\n"
+
+
+async def _fill_source(settings: Settings, python_room: str, notes_room: str) -> None:
+    async with run_server(settings) as server, server.http() as http:
+        created = await http.post(
+            "/api/rooms", json={"id": python_room, "name": "Pair", "language": "python"}
+        )
+        assert created.status_code == 201, created.text
+        written = await http.put(f"/api/rooms/{python_room}/text", content=PYTHON_TEXT.encode())
+        assert written.status_code == 200
+        async with yclient(server.ws_url, python_room) as client:
+            for character in TYPED:  # one update each, as keystrokes come
+                client.text.insert(len(client.text), character)
+        async with yclient(server.ws_url, notes_room) as client:  # a room made by joining
+            client.text.insert(0, "notes")
+        # What a client sent before it left is stored before the server lets go of the room.
+    # The server compacted every room as it stopped; one more update makes a log tail as well.
+    store = open_store(settings.store_url)
+    await store.open()
+    try:
+        doc = doc_from_log(await store.load(python_room))
+        text = doc.get("codemirror", type=Text)
+        assert isinstance(text, Text)
+        assert str(text) == PYTHON_TEXT + TYPED
+        before = doc.get_state()
+        text.insert(len(text), TAIL)
+        await store.append(python_room, doc.get_update(before))
+        stored = await store.load(python_room)
+        assert stored.snapshot is not None and len(stored.updates) == 1
+    finally:
+        await store.close()
+
+
+async def test_copy_moves_rooms_from_sqlite_to_postgres_intact(
+    settings: Settings,
+    tmp_path: Path,
+    postgres_url: str,
+) -> None:
+    python_room, notes_room = (
+        f"copy-py-{secrets.token_hex(3)}",
+        f"copy-notes-{secrets.token_hex(3)}",
+    )
+    sqlite_url = f"sqlite:///{tmp_path}/source.db"
+    await _fill_source(
+        settings.model_copy(update={"store_url": sqlite_url}),
+        python_room,
+        notes_room,
+    )
+
+    code, printed = await collab_server("copy", "--from", sqlite_url, "--to", postgres_url)
+    assert (code, printed.splitlines()[-1]) == (0, "copied 2 of 2 rooms"), printed
+
+    async with run_server(settings.model_copy(update={"store_url": postgres_url})) as server:
+        async with server.http() as http:
+            python = await http.get(f"/api/rooms/{python_room}")
+            assert (python.json()["name"], python.json()["language"]) == ("Pair", "python")
+            text = await http.get(f"/api/rooms/{python_room}/text")
+            assert text.text == PYTHON_TEXT + TYPED + TAIL
+            notes = await http.get(f"/api/rooms/{notes_room}/text")
+            assert notes.text == "notes"
+        async with yclient(server.ws_url, python_room) as client:  # a client resyncs from it
+            assert str(client.text) == PYTHON_TEXT + TYPED + TAIL
+
+    code, again = await collab_server(
+        "copy", "--from", sqlite_url, "--to", postgres_url, python_room
+    )
+    assert code == 0 and f"{python_room}: skipped" in again and "copied 0 of 1 rooms" in again
+    code, refused = await collab_server("copy", "--from", sqlite_url, "--to", postgres_url, "ghost")
+    assert code == 1 and "the source has no room 'ghost'" in refused
+
+
+async def collab_server(*arguments: str) -> tuple[int, str]:
+    """Run the real command; its exit code and what it printed (stdout and stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "collab_server",
+        *arguments,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    with anyio.fail_after(60):
+        output, _ = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, output.decode()
