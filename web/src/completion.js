@@ -33,9 +33,10 @@ const PROSE_NODE = /Comment|^(String|RawString|StringLiteral|TextBlock|FormatStr
  *
  * `completeUrl` is the room's endpoint, `doc` the room's Y.Doc (its state vector goes with each
  * request, so the server waits for the keystrokes this page has), `isConnected()` whether the
- * server can have those keystrokes at all, `language()` the room's language id.
+ * server can have those keystrokes at all, `language()` the room's language id, `headers()` the
+ * request's extra headers (the access token), `onDenied(status, detail)` what to do on 401 or 403.
  */
-export function serverCompletion ({ completeUrl, doc, isConnected, language }) {
+export function serverCompletion ({ completeUrl, doc, isConnected, language, headers = () => ({}), onDenied = () => {} }) {
   let inFlight = null // the AbortController of the newest request
   let pausedUntil = 0
 
@@ -51,13 +52,15 @@ export function serverCompletion ({ completeUrl, doc, isConnected, language }) {
     try {
       const response = await fetch(completeUrl, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { ...headers(), 'content-type': 'application/json' },
         body: JSON.stringify({ offset: context.pos, state_vector: base64(Y.encodeStateVector(doc)) }),
         signal: controller.signal
       })
       if (!response.ok) {
         // 409 document_behind, 503 completion_busy: nothing this time. Turned off: stop asking.
+        // 401, 403 (the token expired meanwhile): the page says so, and nothing this time.
         const failure = await response.json().catch(() => null)
+        if (response.status === 401 || response.status === 403) onDenied(response.status, failure?.detail)
         if (failure?.error === 'completion_unavailable') pausedUntil = Date.now() + UNAVAILABLE_PAUSE_MS
         return null
       }

@@ -1,6 +1,7 @@
 // The room page: CodeMirror 6 bound to the room's Y.Text `codemirror` through y-codemirror.next,
 // synced with the stock y-websocket provider; the room's language lives in the shared Y.Map
-// `meta`, so every peer switches together.
+// `meta`, so every peer switches together. On a server with access tokens the page sends its
+// token (access.js), is read-only for a viewer, and asks for a token when the server says no.
 
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
@@ -16,6 +17,7 @@ import {
 } from '@codemirror/language'
 import { highlightSelectionMatches, searchKeymap } from '@codemirror/search'
 import { closeBrackets, closeBracketsKeymap } from '@codemirror/autocomplete'
+import { DENIED_STATUSES, describeDenial, takeToken, tokenPanel, tokenRole, withToken } from './access.js'
 import { INTERACTION_DELAY, serverCompletion } from './completion.js'
 import { trackConnection } from './connection.js'
 import { loadIdentity } from './identity.js'
@@ -37,12 +39,15 @@ const roomId = decodeURIComponent(location.pathname.split('/').pop())
 const serverRoot = new URL('..', location.href)
 const websocketBase = serverRoot.href.replace(/^http/, 'ws') + 'ws'
 
+// The access token, if any (from a #token= fragment or remembered); none: today's requests.
+let token = takeToken()
+
 // -- the shared document --------------------------------------------------------------------------
 
 const doc = new Y.Doc()
 const ytext = doc.getText(TEXT_NAME)
 const meta = doc.getMap(META_MAP)
-const provider = new WebsocketProvider(websocketBase, roomId, doc)
+const provider = new WebsocketProvider(websocketBase, roomId, doc, token ? { params: { token } } : {})
 const awareness = provider.awareness
 const identity = loadIdentity()
 awareness.setLocalStateField('user', { ...identity })
@@ -58,6 +63,14 @@ const caretSlot = new Compartment()
 const carets = [yRemoteSelectionsTheme, yRemoteSelections]
 const collab = yCollab(ytext, awareness, { undoManager })
   .filter((extension) => !carets.includes(extension))
+// Editing on or off: off for a viewer's token and while access is denied. The content stays
+// focusable (tabindex) so that the caret still moves with the keyboard and shows to the others.
+const accessSlot = new Compartment()
+const readOnly = [
+  EditorState.readOnly.of(true),
+  EditorView.editable.of(false),
+  EditorView.contentAttributes.of({ tabindex: '0', 'aria-readonly': 'true' })
+]
 
 const theme = EditorView.theme({
   '&': { height: '100%', fontSize: '14px', backgroundColor: 'var(--editor-bg)' },
@@ -104,7 +117,9 @@ const view = new EditorView({
         completeUrl: new URL(`api/rooms/${encodeURIComponent(roomId)}/complete`, serverRoot),
         doc,
         isConnected: () => provider.wsconnected && provider.synced,
-        language: () => languageById(meta.get(LANGUAGE_KEY)).id
+        language: () => languageById(meta.get(LANGUAGE_KEY)).id,
+        headers: () => withToken(token),
+        onDenied: (status, detail) => denyAccess(status, detail)
       }),
       rectangularSelection(),
       crosshairCursor(),
@@ -119,6 +134,7 @@ const view = new EditorView({
         indentWithTab // Escape, then Tab, moves focus out of the editor
       ]),
       languageSlot.of([]),
+      accessSlot.of([]),
       collab,
       caretSlot.of(carets),
       theme,
@@ -175,9 +191,52 @@ languageSelect.addEventListener('change', () => {
 })
 showLanguage(meta.get(LANGUAGE_KEY))
 
-// -- connection, people, your name -------------------------------------------------------------
+// -- access: edit, view only, or denied -----------------------------------------------------------
 
-trackConnection(provider, $('connection'), $('connection-label'))
+let access = 'edit'
+
+/** Switch the page to `mode`: 'edit', 'view' (a viewer's token) or 'denied'. */
+function showAccess (mode) {
+  access = mode
+  view.dispatch({ effects: accessSlot.reconfigure(mode === 'edit' ? [] : readOnly) })
+  document.body.dataset.access = mode
+  $('read-only').hidden = mode !== 'view'
+  // The language lives in the document: a change the server would drop must not look made.
+  languageSelect.disabled = mode !== 'edit'
+}
+
+const accessForToken = () => tokenRole(token) === 'viewer' ? 'view' : 'edit'
+
+const tokenForm = tokenPanel($('access'), (newToken) => {
+  token = newToken
+  provider.params = { token }
+  showAccess(accessForToken())
+  connection.reconnect() // with the new token, even if the socket was still open
+  // Into the editor once the token works; a refusal puts the focus back into the token field.
+  provider.once('sync', () => {
+    if (document.activeElement === document.body) view.focus()
+  })
+})
+
+/**
+ * The server said no (close code 4401/4403, or HTTP 401/403): say so and ask for a token. Only a
+ * refused socket makes the editor read-only: an open one stays writable when its token expires
+ * (the server checks tokens when a socket connects), and only REST calls then answer 401.
+ */
+function denyAccess (code, detail, { socket = false } = {}) {
+  if (socket) showAccess('denied')
+  tokenForm.show(describeDenial(code, token !== null, detail))
+  const focused = document.activeElement
+  if (focused === null || focused === document.body) tokenForm.input.focus()
+}
+
+const connection = trackConnection(provider, $('connection'), $('connection-label'), {
+  onDenied: ({ code, reason }) => denyAccess(code, reason, { socket: true })
+})
+showAccess(accessForToken())
+
+// -- people, your name ----------------------------------------------------------------------------
+
 trackPeople(awareness, $('people'), $('people-count'))
 followRenames(awareness, () => {
   view.dispatch({ effects: caretSlot.reconfigure([]) })
@@ -221,9 +280,22 @@ async function copyText (text) {
   }
 }
 
+/** This room's address; with the page's token, unless that is an admin's (it may delete rooms). */
+function shareLink () {
+  const link = new URL(location.pathname, location.href)
+  if (token && tokenRole(token) !== 'admin') link.hash = new URLSearchParams({ token }).toString()
+  return link.href
+}
+
+function shareNote (link) {
+  if (!token) return 'send it to whoever should join'
+  if (new URL(link).hash) return `it carries your ${tokenRole(token) ?? 'access'} token, so send it only to whoever should have it`
+  return 'without your admin token: whoever joins needs a token of their own'
+}
+
 $('share').addEventListener('click', async () => {
-  const link = new URL(location.pathname, location.href).href
-  showToast(await copyText(link) ? 'Link copied: send it to whoever should join' : `Copy this link: ${link}`)
+  const link = shareLink()
+  showToast(await copyText(link) ? `Link copied: ${shareNote(link)}` : `Copy this link: ${link}`)
 })
 
 $('download').addEventListener('click', () => {
@@ -243,8 +315,9 @@ $('download').addEventListener('click', () => {
 async function showRoomName () {
   let name = roomId
   try {
-    const response = await fetch(new URL(`api/rooms/${encodeURIComponent(roomId)}`, serverRoot))
+    const response = await fetch(new URL(`api/rooms/${encodeURIComponent(roomId)}`, serverRoot), { headers: withToken(token) })
     if (response.ok) name = (await response.json()).name
+    else if (DENIED_STATUSES.has(response.status)) denyAccess(response.status, (await response.json().catch(() => null))?.detail)
   } catch (error) {
     console.warn('room details unavailable', error)
   }
@@ -257,4 +330,14 @@ $('room-name').textContent = roomId
 provider.once('sync', showRoomName)
 
 // For the browser tests, and for anyone poking at a room from the console.
-window.collab = { doc, ytext, meta, provider, awareness, undoManager, view, completion: { interactionDelay: INTERACTION_DELAY } }
+window.collab = {
+  doc,
+  ytext,
+  meta,
+  provider,
+  awareness,
+  undoManager,
+  view,
+  completion: { interactionDelay: INTERACTION_DELAY },
+  get access () { return access } // 'edit', 'view' or 'denied'
+}

@@ -1,5 +1,8 @@
 // The lobby: create a room, join one by link, and see the rooms with who is in them right now.
+// On a server with access tokens it sends the page's token (access.js), lists the rooms that
+// token covers, and asks for a token when the server says no.
 
+import { DENIED_STATUSES, describeDenial, takeToken, tokenPanel, withToken } from './access.js'
 import { DEFAULT_LANGUAGE, fillLanguageSelect, languageById } from './languages.js'
 
 const $ = (id) => document.getElementById(id)
@@ -7,6 +10,26 @@ const REFRESH_MS = 3000
 
 const apiRooms = new URL('api/rooms', location.href)
 const roomPage = (roomId) => new URL(`r/${encodeURIComponent(roomId)}`, location.href).href
+
+// -- access ---------------------------------------------------------------------------------------
+
+let token = takeToken() // none: today's requests
+let denied = false // the room list was refused: stop asking until there is a new token
+
+const tokenForm = tokenPanel($('access'), (newToken) => {
+  token = newToken
+  denied = false
+  $('create-error').textContent = ''
+  refresh()
+})
+
+/** The server answered 401 or 403: say why, and ask for a token. */
+async function denyAccess (response) {
+  const answer = await response.json().catch(() => null)
+  const text = describeDenial(response.status, token !== null, answer?.detail, 'this server')
+  tokenForm.show(text)
+  return text
+}
 
 // -- create ---------------------------------------------------------------------------------------
 
@@ -24,9 +47,10 @@ $('create-form').addEventListener('submit', async (event) => {
   try {
     const response = await fetch(apiRooms, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: withToken(token, { 'content-type': 'application/json' }),
       body: JSON.stringify(body)
     })
+    if (DENIED_STATUSES.has(response.status)) throw new Error(await denyAccess(response))
     const answer = await response.json()
     if (!response.ok) throw new Error(describeError(answer))
     location.assign(roomPage(answer.id))
@@ -45,13 +69,14 @@ function describeError (answer) {
 
 $('join-form').addEventListener('submit', (event) => {
   event.preventDefault()
-  const value = $('join-link').value.trim()
+  // A shared link may carry a token in its fragment (#token=...): the room page takes it from there.
+  const [value, fragment = ''] = $('join-link').value.trim().split('#', 2)
   const roomId = value.includes('/') ? value.replace(/\/+$/, '').split('/').pop() : value
   if (!/^[A-Za-z0-9._-]{1,128}$/.test(roomId)) {
     $('join-error').textContent = 'Paste a room link, or a room id of letters, digits, ".", "_" or "-".'
     return
   }
-  location.assign(roomPage(roomId))
+  location.assign(roomPage(roomId) + (fragment ? `#${fragment}` : ''))
 })
 
 // -- the room list --------------------------------------------------------------------------------
@@ -113,10 +138,19 @@ function showRooms (rooms) {
 let refreshing = false
 
 async function refresh () {
-  if (refreshing || document.hidden) return
+  if (refreshing || denied || document.hidden) return
   refreshing = true
   try {
-    const response = await fetch(apiRooms, { cache: 'no-store' })
+    const response = await fetch(apiRooms, { cache: 'no-store', headers: withToken(token) })
+    if (DENIED_STATUSES.has(response.status)) {
+      denied = true
+      showRooms([])
+      $('rooms-summary').textContent = ''
+      $('rooms-empty').hidden = true
+      await denyAccess(response)
+      $('rooms-error').textContent = 'No rooms shown: paste a token under “Access token” to see them.'
+      return
+    }
     if (!response.ok) throw new Error(`HTTP ${response.status}`)
     showRooms((await response.json()).rooms)
     $('rooms-error').textContent = ''

@@ -1,0 +1,133 @@
+// Access tokens on the page: where the token comes from, what it says, how it is sent, and the
+// small form that asks for one when the server says no.
+//
+// A server with COLLAB_AUTH_SECRET wants a token (a JWT) on every WebSocket and REST call. It
+// reaches the page as a `#token=...` fragment (fragments never reach the server or its logs), is
+// remembered in localStorage, and the fragment is removed from the address bar at once. Without a
+// token the page sends exactly what it sends to an open server.
+//
+// The page reads the token's claims (room, role, exp) without checking its signature: only to
+// shape the interface (read-only for a viewer, no token in a share link for an admin). The server
+// checks every request; nothing here grants anything.
+
+const TOKEN_KEY = 'collab.token'
+const FRAGMENT_KEY = 'token'
+
+// Close codes and HTTP statuses that mean "no access", and what to say about them.
+export const DENIED_CLOSE_CODES = new Set([4401, 4403])
+export const DENIED_STATUSES = new Set([401, 403])
+
+function read () {
+  try {
+    return localStorage.getItem(TOKEN_KEY)
+  } catch {
+    return null // storage disabled: the token lasts as long as the page
+  }
+}
+
+function write (token) {
+  try {
+    localStorage.setItem(TOKEN_KEY, token)
+  } catch {
+    // storage disabled or full: the page still uses the token until it is closed
+  }
+}
+
+/**
+ * The token this page uses: a `#token=` fragment (remembered, replacing the one stored before,
+ * and removed from the address bar), else the one remembered; null when there is none.
+ */
+export function takeToken () {
+  const fragment = new URLSearchParams(location.hash.slice(1))
+  if (fragment.has(FRAGMENT_KEY)) {
+    const token = fragment.get(FRAGMENT_KEY).trim()
+    fragment.delete(FRAGMENT_KEY)
+    const rest = fragment.toString()
+    history.replaceState(history.state, '', `${location.pathname}${location.search}${rest ? `#${rest}` : ''}`)
+    if (token) {
+      write(token)
+      return token
+    }
+  }
+  return read()?.trim() || null
+}
+
+/** Remember `token` for this page and the next ones; returns it trimmed (null when blank). */
+export function saveToken (token) {
+  const cleaned = token.trim()
+  if (!cleaned) return null
+  write(cleaned)
+  return cleaned
+}
+
+/** A token's claims `{room, role, exp}` as the page reads them (unverified), or null. */
+export function tokenClaims (token) {
+  const payload = token?.split('.')[1]
+  if (!payload) return null
+  try {
+    const base64 = payload.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(payload.length / 4) * 4, '=')
+    const json = new TextDecoder().decode(Uint8Array.from(atob(base64), (char) => char.charCodeAt(0)))
+    const claims = JSON.parse(json)
+    return claims !== null && typeof claims === 'object' ? claims : null
+  } catch {
+    return null // not a JWT: the server will say so
+  }
+}
+
+/** The role a token claims ('viewer', 'editor', 'admin'), or null. */
+export function tokenRole (token) {
+  const role = tokenClaims(token)?.role
+  return typeof role === 'string' ? role : null
+}
+
+/** `headers` plus `Authorization: Bearer` when there is a token; `headers` alone when not. */
+export function withToken (token, headers = {}) {
+  return token ? { ...headers, authorization: `Bearer ${token}` } : headers
+}
+
+/**
+ * Why access was refused, in words, from a close code (4401, 4403) or an HTTP status (401, 403),
+ * and whether the page had a token at all. `detail` is what the server said, if anything; `place`
+ * what needs the token.
+ */
+export function describeDenial (code, hadToken, detail = '', place = 'this room') {
+  if (!hadToken) return `Access denied: ${place} needs a token.`
+  const text = code === 4403 || code === 403
+    ? 'Access denied: your token does not allow this'
+    : 'Access denied: token expired or invalid'
+  return detail ? `${text} (${detail}).` : `${text}.`
+}
+
+/**
+ * The panel that asks for a token: its message, and a form (label, input, button) whose token
+ * is remembered and handed to `onToken`. `show(text)` opens it, `hide()` closes it.
+ */
+export function tokenPanel (panel, onToken) {
+  const form = panel.querySelector('form')
+  const input = form.querySelector('input')
+  const message = panel.querySelector('.access-message')
+  form.addEventListener('submit', (event) => {
+    event.preventDefault()
+    const token = saveToken(input.value)
+    if (token === null) {
+      input.focus()
+      return
+    }
+    input.value = ''
+    panel.hidden = true
+    onToken(token)
+  })
+  return {
+    input,
+    show (text) {
+      message.textContent = text
+      panel.hidden = false
+    },
+    hide () {
+      panel.hidden = true
+    },
+    get shown () {
+      return !panel.hidden
+    }
+  }
+}
