@@ -81,10 +81,6 @@ class Authenticator:
     def __init__(self, secret: str | None) -> None:
         self._secret = secret  # Settings holds it to MIN_SECRET_LENGTH
 
-    @property
-    def enabled(self) -> bool:
-        return self._secret is not None
-
     def grant(self, token: str | None) -> Grant:
         """What `token` allows; raises `Unauthenticated` when it is missing or not valid."""
         if self._secret is None:
@@ -121,4 +117,6 @@ def bearer_token(authorization: str | None) -> str | None:
     if authorization is None:
         return None
     scheme, _, token = authorization.partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
