@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from collab_server.protocol import (
@@ -82,3 +84,31 @@ def test_garbage_frames_raise(frame: bytes, reason: str) -> None:
 def test_bad_awareness_payloads_raise(payload: bytes) -> None:
     with pytest.raises(ProtocolError):
         decode_awareness(payload)
+
+
+def _one_state(state: object) -> bytes:
+    return encode_awareness([AwarenessEntry(7, 1, json.dumps(state))])
+
+
+@pytest.mark.parametrize(
+    "colour",
+    ["#30bced", "#30bced33", "rebeccapurple", "rgb(1, 2, 3)", "hsl(120 50% 40% / 0.5)", None],
+)
+def test_user_colours_that_are_css_colours_pass(colour: str | None) -> None:
+    state = {"user": {"name": "ann; }", "color": colour, "colorLight": colour}}
+    assert decode_awareness(_one_state(state))[0].state == json.dumps(state)
+
+
+@pytest.mark.parametrize(
+    "user",
+    [
+        {"color": "red; position: fixed; inset: 0; z-index: 9"},
+        {"colorLight": "#fff;background:url(https://evil.example/x)"},
+        {"color": 'red"><img>'},
+        {"color": 7},
+        {"color": "x" * 65},
+    ],
+)
+def test_user_colours_that_would_inject_css_raise(user: dict[str, object]) -> None:
+    with pytest.raises(ProtocolError, match="not a CSS colour"):
+        decode_awareness(_one_state({"user": user}))

@@ -123,6 +123,11 @@ def _client_frame(payload: bytes) -> bytes:
     return header + mask + masked
 
 
+def _awareness_frame(state: dict[str, object]) -> bytes:
+    entry = AwarenessEntry(4242, 1, json.dumps(state))
+    return encode_awareness_message(encode_awareness([entry]))
+
+
 # -- bad input: one client closed with a clear code, everyone else carries on ---------------
 
 
@@ -137,6 +142,7 @@ def _client_frame(payload: bytes) -> bytes:
         (encode_update(b"\x01\x02garbage"), 4422),  # update yrs rejects
         (encode_sync_step1(b"\xff\xff\xff"), 4400),  # state vector that does not decode
         (encode_awareness_message(b"\x01\x07\x01\x04{no}"), 4400),  # awareness state not JSON
+        (_awareness_frame({"user": {"color": "red; position: fixed; inset: 0"}}), 4400),  # CSS
         (b"\x00\x02" + b"\xff" * 30, 4400),  # absurd varint
     ],
 )
