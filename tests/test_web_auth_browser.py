@@ -9,11 +9,7 @@ artifacts/web-auth/ on every run (tests/test_web_browser.py empties artifacts/we
 
 from __future__ import annotations
 
-import asyncio
-import json
-import shutil
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import anyio
 import pytest
@@ -21,14 +17,13 @@ from pydantic import SecretStr
 
 from collab_server.auth import ALL_ROOMS, Role, mint_token
 from collab_server.settings import Settings
+from tests.browser_script import ROOT, require_browser, run_browser_script
 from tests.conftest import RunningServer, run_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.anyio]
 
-ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "tests" / "browser" / "auth.e2e.mjs"
 ARTIFACTS = ROOT / "artifacts" / "web-auth"
-CHROMIUM = Path("/usr/bin/chromium")
 RUN_SECONDS = 90  # the script's own waits are 10 s at most; it takes ~10 s in all
 SECRET = "browser-test-secret-" + "x" * 20
 ROOM = "auth-room"
@@ -45,40 +40,8 @@ def _bearer(token: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
 
 
-async def _run_script(server: RunningServer, *tokens: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        "node",
-        str(SCRIPT),
-        server.http_url,
-        str(ARTIFACTS),
-        ROOM,
-        *tokens,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        with anyio.fail_after(RUN_SECONDS):
-            stdout, stderr = await process.communicate()
-    finally:
-        if process.returncode is None:  # timed out: playwright closes Chromium on SIGTERM
-            process.terminate()
-            with anyio.move_on_after(10, shield=True):
-                await process.wait()
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-    assert process.returncode is not None
-    return process.returncode, stdout.decode(), stderr.decode()
-
-
 async def test_editor_viewer_and_refused_pages_in_real_browsers(server: RunningServer) -> None:
-    if not await anyio.Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make browser-deps` installs Debian's chromium")
-    playwright = anyio.Path(ROOT / "node_modules" / "playwright-core")
-    if shutil.which("node") is None or not await playwright.exists():
-        pytest.fail("node and playwright-core are needed: `npm ci` at the repository root")
-
+    await require_browser()
     editor = mint_token(SECRET, ROOM, Role.EDITOR)
     viewer = mint_token(SECRET, ROOM, Role.VIEWER)
     admin = mint_token(SECRET, ALL_ROOMS, Role.ADMIN)
@@ -92,12 +55,17 @@ async def test_editor_viewer_and_refused_pages_in_real_browsers(server: RunningS
         )
         assert created.status_code == 201, created.text
 
-    await anyio.to_thread.run_sync(lambda: shutil.rmtree(ARTIFACTS, ignore_errors=True))
-    code, stdout, stderr = await _run_script(server, editor, viewer, admin)
-
-    assert code == 0, f"browser script failed:\n{stdout}\n{stderr}"
-    reports = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
-    result = reports[-1]["result"]
+    result = await run_browser_script(
+        SCRIPT,
+        ARTIFACTS,
+        server.http_url,
+        str(ARTIFACTS),
+        ROOM,
+        editor,
+        viewer,
+        admin,
+        seconds=RUN_SECONDS,
+    )
     async with server.http() as http:
         text = await http.get(
             f"/api/rooms/{ROOM}/text", params={"name": "codemirror"}, headers=_bearer(viewer)

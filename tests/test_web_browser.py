@@ -10,25 +10,20 @@ up before the browsers start: the script takes `os.path` from the popup, which o
 
 from __future__ import annotations
 
-import asyncio
-import json
-import shutil
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import anyio
 import pytest
 
 from collab_server.settings import Settings
+from tests.browser_script import ROOT, require_browser, run_browser_script
 from tests.conftest import RunningServer, run_server
 from tests.polling import poll
 
 pytestmark = [pytest.mark.browser, pytest.mark.anyio]
 
-ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "tests" / "browser" / "editor.e2e.mjs"
 ARTIFACTS = ROOT / "artifacts" / "web"
-CHROMIUM = Path("/usr/bin/chromium")
 RUN_SECONDS = 90  # the script's own waits are 10 s at most; it takes ~15 s in all
 WARM_UP_SECONDS = 60  # a worker starts and warms jedi in 1-4 s here, more on a loaded machine
 WARM_UP_ROOM = "jedi-warm-up"
@@ -67,45 +62,11 @@ async def _warm_up_jedi(server: RunningServer) -> None:
         assert deleted.status_code == 204, deleted.text
 
 
-async def _run_script(server: RunningServer) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        "node",
-        str(SCRIPT),
-        server.http_url,
-        str(ARTIFACTS),
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        with anyio.fail_after(RUN_SECONDS):
-            stdout, stderr = await process.communicate()
-    finally:
-        if process.returncode is None:  # timed out: playwright closes Chromium on SIGTERM
-            process.terminate()
-            with anyio.move_on_after(10, shield=True):
-                await process.wait()
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-    assert process.returncode is not None
-    return process.returncode, stdout.decode(), stderr.decode()
-
-
 async def test_two_people_edit_one_room_in_real_browsers(server: RunningServer) -> None:
-    if not await anyio.Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make browser-deps` installs Debian's chromium")
-    playwright = anyio.Path(ROOT / "node_modules" / "playwright-core")
-    if shutil.which("node") is None or not await playwright.exists():
-        pytest.fail("node and playwright-core are needed: `npm ci` at the repository root")
-
-    # Screenshots of this run only, none older.
-    await anyio.to_thread.run_sync(lambda: shutil.rmtree(ARTIFACTS, ignore_errors=True))
-    code, stdout, stderr = await _run_script(server)
-
-    assert code == 0, f"browser script failed:\n{stdout}\n{stderr}"
-    reports = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
-    result = reports[-1]["result"]
+    await require_browser()
+    result = await run_browser_script(
+        SCRIPT, ARTIFACTS, server.http_url, str(ARTIFACTS), seconds=RUN_SECONDS
+    )
     async with server.http() as http:
         text = await http.get(f"/api/rooms/{result['room']}/text", params={"name": "codemirror"})
         room = await http.get(f"/api/rooms/{result['room']}")

@@ -13,6 +13,7 @@
 import { mkdir } from 'node:fs/promises'
 import path from 'node:path'
 import { chromium } from 'playwright-core'
+import { CHROMIUM, FLAGS, WAIT, check, elapsed, log, runAndFinish, until } from './harness.mjs'
 
 const [baseUrl, artifacts, roomId, editorToken, viewerToken, adminToken] = process.argv.slice(2)
 if (!adminToken) {
@@ -21,30 +22,6 @@ if (!adminToken) {
 }
 const origin = new URL(baseUrl).origin
 const roomUrl = `${origin}/r/${roomId}`
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium'
-const FLAGS = [
-  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'
-]
-const WAIT = 10_000
-
-const started = Date.now()
-const log = (step, extra = {}) => console.log(JSON.stringify({ step, ms: Date.now() - started, ...extra }))
-
-function check (condition, message) {
-  if (!condition) throw new Error(message)
-}
-
-/** Poll `probe` until it returns a truthy value; fail with `what` after `timeout` ms. */
-async function until (what, probe, timeout = WAIT) {
-  const deadline = Date.now() + timeout
-  while (Date.now() < deadline) {
-    const last = await probe()
-    if (last) return last
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-  throw new Error(`timed out after ${timeout} ms waiting for ${what}`)
-}
 
 const editorText = (page) => page.evaluate(() => window.collab.view.state.doc.toString())
 const activeId = (page) => page.evaluate(() => document.activeElement?.id || document.activeElement?.className)
@@ -85,7 +62,6 @@ const pages = new Map() // screenshot name -> page
 const problems = []
 const sockets = new Map() // person -> the WebSocket URLs their pages opened
 const apiCalls = new Map() // person -> [path, Authorization header] of their pages' REST calls
-let exitCode = 0
 
 async function newPerson (name, viewport) {
   const context = await browser.newContext({ viewport })
@@ -109,7 +85,7 @@ async function newPerson (name, viewport) {
   return { context, page }
 }
 
-try {
+await runAndFinish({ browser, pages, problems, artifacts }, async () => {
   const ada = await newPerson('Ada', { width: 1280, height: 800 })
   const vic = await newPerson('Vic', { width: 400, height: 760 })
   const cy = await newPerson('Cy', { width: 400, height: 760 })
@@ -242,20 +218,5 @@ try {
   }
   check(sockets.get('Cy')[0] === `${origin.replace(/^http/, 'ws')}/ws/${roomId}`, `Cy's first socket should carry no token: ${sockets.get('Cy')[0]}`)
 
-  console.log(JSON.stringify({ result: { room: roomId, text: both, seconds: (Date.now() - started) / 1000 } }))
-} catch (error) {
-  exitCode = 1
-  console.error(`FAILED: ${error.stack ?? error}`)
-} finally {
-  for (const [name, page] of pages) {
-    await page.screenshot({ path: path.join(artifacts, `${name}.png`) }).catch((error) => {
-      console.error(`no screenshot ${name}: ${error.message}`)
-    })
-  }
-  await browser.close()
-}
-if (problems.length) {
-  exitCode = 1
-  for (const problem of problems) console.error(`FAILED: ${problem}`)
-}
-process.exit(exitCode)
+  console.log(JSON.stringify({ result: { room: roomId, text: both, seconds: elapsed() } }))
+})

@@ -11,6 +11,7 @@
 import { mkdir, readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { chromium } from 'playwright-core'
+import { CHROMIUM, FLAGS, WAIT, check, elapsed, log, runAndFinish, until } from './harness.mjs'
 
 const [baseUrl, artifacts] = process.argv.slice(2)
 if (!baseUrl || !artifacts) {
@@ -18,33 +19,8 @@ if (!baseUrl || !artifacts) {
   process.exit(2)
 }
 const origin = new URL(baseUrl).origin
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium'
-const FLAGS = [
-  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'
-]
-const WAIT = 10_000
 // Far below the ~15 s a peer takes to show again when the page does not re-announce itself.
 const CARET_AFTER_RECONNECT = 5_000
-
-const started = Date.now()
-const log = (step, extra = {}) => console.log(JSON.stringify({ step, ms: Date.now() - started, ...extra }))
-
-function check (condition, message) {
-  if (!condition) throw new Error(message)
-}
-
-/** Poll `probe` until it returns a truthy value; fail with `what` after `timeout` ms. */
-async function until (what, probe, timeout = WAIT) {
-  const deadline = Date.now() + timeout
-  let last
-  while (Date.now() < deadline) {
-    last = await probe()
-    if (last) return last
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-  throw new Error(`timed out after ${timeout} ms waiting for ${what}`)
-}
 
 const editorText = (page) => page.evaluate(() => window.collab.view.state.doc.toString())
 const connection = (page) => page.locator('#connection').getAttribute('data-state')
@@ -139,7 +115,6 @@ const browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS })
 const pages = new Map() // screenshot name -> page
 const problems = []
 const completionRequests = new Map() // person -> how many completion requests their page made
-let exitCode = 0
 
 async function newPerson (name, viewport) {
   const context = await browser.newContext({ viewport, acceptDownloads: true })
@@ -164,7 +139,7 @@ async function newPerson (name, viewport) {
   return { context, page }
 }
 
-try {
+await runAndFinish({ browser, pages, problems, artifacts }, async () => {
   const alice = await newPerson('Alice', { width: 1280, height: 800 })
   const bob = await newPerson('Bob', { width: 400, height: 760 })
   const a = alice.page
@@ -364,20 +339,5 @@ try {
   await lobby.close()
 
   text = await editorText(a)
-  console.log(JSON.stringify({ result: { room: roomId, text, language: 'python', seconds: (Date.now() - started) / 1000 } }))
-} catch (error) {
-  exitCode = 1
-  console.error(`FAILED: ${error.stack ?? error}`)
-} finally {
-  for (const [name, page] of pages) {
-    await page.screenshot({ path: path.join(artifacts, `${name}.png`) }).catch((error) => {
-      console.error(`no screenshot ${name}: ${error.message}`)
-    })
-  }
-  await browser.close()
-}
-if (problems.length) {
-  exitCode = 1
-  for (const problem of problems) console.error(`FAILED: ${problem}`)
-}
-process.exit(exitCode)
+  console.log(JSON.stringify({ result: { room: roomId, text, language: 'python', seconds: elapsed() } }))
+})
