@@ -15,7 +15,10 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 class Settings(BaseSettings):
     """Server configuration; build one in `__main__` or a test fixture and pass it in."""
 
-    model_config = SettingsConfigDict(env_prefix="COLLAB_", frozen=True, extra="ignore")
+    # An empty variable means unset, as docker compose passes `${VAR:-}`.
+    model_config = SettingsConfigDict(
+        env_prefix="COLLAB_", frozen=True, extra="ignore", env_ignore_empty=True
+    )
 
     host: str = Field("127.0.0.1", description="Interface to listen on.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on (0 picks one).")

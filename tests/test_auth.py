@@ -255,3 +255,8 @@ async def test_metrics_need_an_admin_token_for_every_room(server: RunningServer)
         assert (await http.get("/metrics", headers=room_admin)).status_code == 403
         scraped = await http.get("/metrics", headers=ADMIN_EVERYWHERE)
         assert scraped.status_code == 200 and "collab_peers 0" in scraped.text
+
+
+def test_an_empty_secret_variable_means_no_access_control(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLLAB_AUTH_SECRET", "")  # what docker compose passes for ${VAR:-}
+    assert Settings().auth_secret is None
