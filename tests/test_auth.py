@@ -134,6 +134,10 @@ async def test_each_role_does_what_it_may_and_no_more(server: RunningServer) -> 
         assert read.text == "x = 1\n"
         refused = await http.put(f"/api/rooms/{ROOM}/text", content=b"gone", headers=VIEWER)
         assert (refused.status_code, refused.json()["error"]) == (403, "forbidden")
+        state = await http.get(f"/api/rooms/{ROOM}/update", headers=VIEWER)
+        assert state.status_code == 200
+        not_posted = await http.post(f"/api/rooms/{ROOM}/update", content=b"", headers=VIEWER)
+        assert not_posted.status_code == 403
         not_deleted = await http.delete(f"/api/rooms/{ROOM}", headers=EDITOR)
         assert not_deleted.status_code == 403
         assert (await http.get(f"/api/rooms/{ROOM}/text", headers=VIEWER)).text == "x = 1\n"

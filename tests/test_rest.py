@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from pycrdt import Doc, Text
 
 from collab_server.settings import Settings
 from tests.conftest import RunningServer, run_server
@@ -172,3 +173,34 @@ async def test_cors_lets_only_the_configured_origins_call_from_a_browser(
     async with run_server(settings) as server, server.http() as http:  # the default: none
         listed = await http.get("/api/rooms", headers={"Origin": front_end})
         assert "access-control-allow-origin" not in listed.headers
+
+
+async def test_the_document_as_a_yjs_update_goes_out_and_comes_in(server: RunningServer) -> None:
+    """GET /update loads into any Yjs doc; an update made from it and POSTed reaches every peer."""
+    async with server.http() as http, yclient(server.ws_url, "bytes") as peer:
+        peer.text.insert(0, "héllo 🎉\n")
+        await poll(lambda: _server_has(http, "bytes", "héllo 🎉\n"))
+        fetched = await http.get("/api/rooms/bytes/update")
+        assert fetched.status_code == 200
+        assert fetched.headers["content-type"] == "application/octet-stream"
+        script: Doc[Text] = Doc()
+        script.apply_update(fetched.content)
+        text = script.get("codemirror", type=Text)
+        assert str(text) == "héllo 🎉\n"
+
+        before = script.get_state()
+        text.insert(len(text), "from a script\n")
+        posted = await http.post("/api/rooms/bytes/update", content=script.get_update(before))
+        assert posted.status_code == 204, posted.text
+        await peer.wait_until(lambda: str(peer.text) == "héllo 🎉\nfrom a script\n")
+        assert (await http.get("/api/rooms/bytes/text")).text == "héllo 🎉\nfrom a script\n"
+
+        garbage = await http.post("/api/rooms/bytes/update", content=b"\x01\x02garbage")
+        assert (garbage.status_code, garbage.json()["error"]) == (422, "update_rejected")
+        missing = await http.get("/api/rooms/never-made/update")
+        assert missing.status_code == 404
+        assert str(peer.text) == "héllo 🎉\nfrom a script\n" and peer.close_code is None
+
+
+async def _server_has(http: httpx.AsyncClient, room: str, text: str) -> bool:
+    return (await http.get(f"/api/rooms/{room}/text")).text == text

@@ -134,6 +134,10 @@ class Room:
             # Clients never send these to a server; the reference server ignores them too.
             logger.debug("room %s peer %s sent an auth message; ignored", self.id, peer.id)
 
+    def full_update(self) -> bytes:
+        """The whole document as one update (what Y.encodeStateAsUpdate gives)."""
+        return self.doc.get_update()
+
     def update_since(self, state_vector: bytes) -> bytes:
         """Everything the document holds that a client with `state_vector` lacks."""
         try:

@@ -16,7 +16,7 @@ from collab_server.auth import Role
 from collab_server.languages import Language
 from collab_server.metrics import exposition
 from collab_server.positions import utf16_length
-from collab_server.protocol import CloseCode
+from collab_server.protocol import CloseCode, ProtocolError
 from collab_server.rooms.document import META_MAP
 from collab_server.rooms.registry import ROOM_ID_PATTERN, RoomRegistry, is_valid_room_id
 from collab_server.settings import Settings
@@ -179,10 +179,7 @@ async def get_text(request: Request) -> Response:
 async def put_text(request: Request) -> Response:
     record = await _record(request, Role.EDITOR)
     name = _text_name(request)
-    settings: Settings = request.app.state.settings
-    raw = await request.body()
-    if len(raw) > settings.max_message_bytes:
-        raise ApiError(413, "too_large", f"text larger than {settings.max_message_bytes} bytes")
+    raw = await _bounded_body(request)
     try:
         text = raw.decode()
     except UnicodeDecodeError as error:
@@ -190,6 +187,34 @@ async def put_text(request: Request) -> Response:
     async with _registry(request).lease(record.id) as room:
         await room.replace_text(name, text)
     return _json(TextWritten(room=record.id, name=name, length=utf16_length(text)))
+
+
+async def get_update(request: Request) -> Response:
+    """The room's document as one Yjs update (v1): `Y.applyUpdate(doc, bytes)` loads it."""
+    record = await _record(request, Role.VIEWER)
+    async with _registry(request).lease(record.id) as room:
+        return Response(room.full_update(), media_type="application/octet-stream")
+
+
+async def post_update(request: Request) -> Response:
+    """Apply a Yjs update (v1) from a script or service, stored and relayed as a client's is."""
+    record = await _record(request, Role.EDITOR)
+    update = await _bounded_body(request)
+    async with _registry(request).lease(record.id) as room:
+        try:
+            await room.apply_update(update, origin=None)
+        except ProtocolError as error:
+            raise ApiError(422, "update_rejected", error.reason) from error
+    return Response(status_code=204)
+
+
+async def _bounded_body(request: Request) -> bytes:
+    """The request body, or 413 past the WebSocket message limit (REST writes share it)."""
+    settings: Settings = request.app.state.settings
+    raw = await request.body()
+    if len(raw) > settings.max_message_bytes:
+        raise ApiError(413, "too_large", f"body larger than {settings.max_message_bytes} bytes")
+    return raw
 
 
 async def metrics(request: Request) -> Response:
@@ -217,6 +242,8 @@ routes = [
     Route("/api/rooms/{room}", delete_room, methods=["DELETE"]),
     Route("/api/rooms/{room}/text", get_text, methods=["GET"]),
     Route("/api/rooms/{room}/text", put_text, methods=["PUT"]),
+    Route("/api/rooms/{room}/update", get_update, methods=["GET"]),
+    Route("/api/rooms/{room}/update", post_update, methods=["POST"]),
     Route("/metrics", metrics, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
