@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import repeat
 from pathlib import Path
 from typing import TypeVar
 
@@ -57,9 +58,11 @@ ROOM_COLUMNS = """
 
 @dataclass(slots=True)
 class _PendingAppend:
+    """One `append_many` call: its updates, in order, and one future for their numbers."""
+
     room_id: str
-    update: bytes
-    done: asyncio.Future[int]
+    updates: list[bytes]
+    done: asyncio.Future[list[int]]
 
 
 def _record(row: tuple[str, str, str | None, float, float, int, int]) -> RoomRecord:
@@ -152,10 +155,10 @@ class SQLiteStore:
         ).fetchone()
         return int(row[0])
 
-    def _write_batch(self, batch: list[tuple[str, bytes]]) -> list[int | StoreError]:
+    def _write_batch(self, batch: list[tuple[str, list[bytes]]]) -> list[list[int] | StoreError]:
         """Write a batch of appends in one transaction; appends to missing rooms fail alone."""
 
-        def work(conn: sqlite3.Connection) -> tuple[list[int | StoreError], dict[str, int]]:
+        def work(conn: sqlite3.Connection) -> tuple[list[list[int] | StoreError], dict[str, int]]:
             now = time.time()
             last: dict[str, int] = {}
             missing: set[str] = set()
@@ -167,15 +170,16 @@ class SQLiteStore:
                     last[room_id] = self._seq_after(conn, room_id)
                 else:
                     missing.add(room_id)
-            results: list[int | StoreError] = []
-            rows = []
-            for room_id, update in batch:
+            results: list[list[int] | StoreError] = []
+            rows: list[tuple[str, int, bytes, float]] = []
+            for room_id, updates in batch:
                 if room_id in missing:
                     results.append(RoomMissing(f"room {room_id!r} does not exist"))
                     continue
-                last[room_id] += 1
-                rows.append((room_id, last[room_id], update, now))
-                results.append(last[room_id])
+                seqs = list(range(last[room_id] + 1, last[room_id] + 1 + len(updates)))
+                last[room_id] = seqs[-1]
+                rows.extend(zip(repeat(room_id), seqs, updates, repeat(now), strict=False))
+                results.append(seqs)
             conn.executemany(
                 "INSERT INTO updates (room, seq, data, created_at) VALUES (?, ?, ?, ?)", rows
             )
@@ -207,12 +211,12 @@ class SQLiteStore:
             await self._write_pending(batch)
 
     async def _write_pending(self, batch: list[_PendingAppend]) -> None:
-        items = [(item.room_id, item.update) for item in batch]
+        items = [(item.room_id, item.updates) for item in batch]
         try:
             results = await self._run(lambda: self._write_batch(items))
         except Exception as error:
             # Whatever went wrong, the waiting writers hear of it; the loop lives on.
-            logger.exception("writing %d updates failed", len(batch))
+            logger.exception("writing %d appends failed", len(batch))
             failure = error if isinstance(error, StoreError) else StoreError(str(error))
             for item in batch:
                 if not item.done.done():
@@ -233,14 +237,12 @@ class SQLiteStore:
     async def append_many(self, room_id: str, updates: list[bytes]) -> list[int]:
         if self._writer is None or self._closing:
             raise StoreError("the SQLite store is closed")
-        loop = asyncio.get_running_loop()
-        waiting = []
-        for update in updates:
-            done: asyncio.Future[int] = loop.create_future()
-            self._pending.append(_PendingAppend(room_id, update, done))
-            waiting.append(done)
-        self._wakeup.set()  # all pending together: the writer takes them as one batch
-        return list(await asyncio.gather(*waiting))
+        if not updates:
+            return []
+        done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._pending.append(_PendingAppend(room_id, updates, done))  # written in one batch
+        self._wakeup.set()
+        return await done
 
     async def create_room(self, room_id: str, name: str, language: str | None) -> RoomRecord:
         def work(conn: sqlite3.Connection) -> None:
