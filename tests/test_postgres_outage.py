@@ -64,6 +64,10 @@ async def test_postgres_stopped_mid_edit_serves_from_memory_and_loses_nothing(
                     answer = await http.get("/api/rooms/cold/text")
                     assert answer.status_code == 503
                     assert answer.json()["error"] == "store_unavailable"
+                    # A loaded room's text is served from memory meanwhile.
+                    hot = await http.get("/api/rooms/hot/text")
+                    assert hot.status_code == 200
+                    assert len(hot.text) > seen and str(alice.text).startswith(hot.text)
                 finally:
                     await anyio.to_thread.run_sync(postgres.cluster_ctl, "start")
                 await ready_status(200)

@@ -49,7 +49,7 @@ from collab_server.rooms.registry import RoomRegistry
 from collab_server.settings import Settings
 from collab_server.transport.access import require
 from collab_server.transport.errors import ApiError
-from collab_server.transport.rest import DEFAULT_TEXT, is_text_name, room_record
+from collab_server.transport.rest import DEFAULT_TEXT, existing_room, is_text_name
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ async def complete(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     deadline = time.monotonic() + settings.completion_deadline_ms / 1000
     require(request, Role.VIEWER, request.path_params["room"])
-    room_id = (await room_record(request, request.path_params["room"])).id
+    room_id = await existing_room(request, request.path_params["room"])
     registry: RoomRegistry = request.app.state.registry
     try:
         body = CompleteBody.model_validate_json(await request.body())
