@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import uvicorn
 from pydantic import ValidationError
@@ -72,14 +74,31 @@ def _settings(arguments: argparse.Namespace) -> Settings:
     return Settings(**overrides)
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+TEXT_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object a line, for log collectors: time, level, logger, message (and error)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
+def configure_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    json_lines = settings.log_format == "json"
+    handler.setFormatter(JsonLogFormatter() if json_lines else logging.Formatter(TEXT_LOG_FORMAT))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     for name in ("collab_server", "persistence"):
-        logging.getLogger(name).setLevel(level.upper())
+        logging.getLogger(name).setLevel(settings.log_level.upper())
 
 
 def build_server(settings: Settings) -> uvicorn.Server:
@@ -105,7 +124,7 @@ def build_server(settings: Settings) -> uvicorn.Server:
 
 
 def serve(settings: Settings) -> None:
-    configure_logging(settings.log_level)
+    configure_logging(settings)
     logger.info(
         "collab-server on http://%s:%d (store %s)",
         settings.host,
@@ -162,7 +181,7 @@ def print_token(settings: Settings, room: str, role: Role, ttl_seconds: float | 
 
 def run_migrations(settings: Settings) -> None:
     """`collab-server migrate`: servers also migrate when they start; this does it ahead."""
-    configure_logging(settings.log_level)
+    configure_logging(settings)
     try:
         applied = asyncio.run(migrate(settings.store_url))
     except StoreError as error:

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
         " (loaded rooms keep editing); beyond it new updates are refused with close code 4503.",
     )
     log_level: LogLevel = Field("info", description="Log level of the server's own loggers.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as text, or as one JSON object each (for log collectors)."
+    )
     max_message_bytes: int = Field(
         8 * 1024 * 1024, ge=1024, description="Largest WebSocket message a client may send."
     )
