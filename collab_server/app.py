@@ -13,7 +13,6 @@ from starlette.routing import WebSocketRoute
 from collab_server.auth import Authenticator
 from collab_server.cluster.bus import RedisBus
 from collab_server.completion import CompletionService
-from collab_server.metrics import Metrics
 from collab_server.rooms.registry import RoomRegistry
 from collab_server.settings import Settings
 from collab_server.transport import completion, pages, rest
@@ -38,9 +37,7 @@ def create_app(settings: Settings) -> Starlette:
                 bus = None
                 if settings.redis_url:
                     bus = await stack.enter_async_context(RedisBus(settings.redis_url))
-                registry = await stack.enter_async_context(
-                    RoomRegistry(store, settings, bus, app.state.metrics)
-                )
+                registry = await stack.enter_async_context(RoomRegistry(store, settings, bus))
                 if bus is not None:
                     bus.on_reconnect = registry.catch_up_all
                 app.state.registry = registry
@@ -62,7 +59,6 @@ def create_app(settings: Settings) -> Starlette:
         middleware=_middleware(settings),
     )
     app.state.settings = settings
-    app.state.metrics = Metrics()
     secret = settings.auth_secret
     app.state.auth = Authenticator(secret.get_secret_value() if secret is not None else None)
     return app

@@ -11,7 +11,14 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from persistence.base import RoomExists, RoomMissing, Store
+from persistence.base import (
+    BUFFERED,
+    RoomExists,
+    RoomMissing,
+    Store,
+    StoreError,
+    StoreUnavailable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +55,18 @@ async def copy_rooms(
             results.append(CopiedRoom(room_id, False, 0, 0))
             continue
         try:
-            if updates:
-                await target.append_many(room_id, updates)
+            if updates and BUFFERED in await target.append_many(room_id, updates):
+                # Accepted into an outage buffer is not written: a copy must be durable.
+                raise StoreUnavailable(f"the target could not store room {room_id!r} now")
         except Exception:
             # A half-copied room would be skipped by the next run: leave none behind.
-            await target.delete_room(room_id)
+            try:
+                await target.delete_room(room_id)
+            except StoreError:
+                logger.error(
+                    "room %s is half copied: delete it from the target before copying again",
+                    room_id,
+                )
             raise
         size = sum(map(len, updates))
         logger.info("room %s: copied %d updates (%d bytes)", room_id, len(updates), size)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 from pycrdt import Doc, Text
@@ -127,6 +129,13 @@ async def test_text_larger_than_the_limit_is_refused() -> None:
         await http.post("/api/rooms", json={"id": "small"})
         response = await http.put("/api/rooms/small/text", content=b"x" * 4097)
         assert (response.status_code, response.json()["error"]) == (413, "too_large")
+
+        async def chunked() -> AsyncIterator[bytes]:  # no Content-Length to go by
+            for _ in range(16):
+                yield b"\x00" * 1024
+
+        streamed = await http.post("/api/rooms/small/update", content=chunked())
+        assert (streamed.status_code, streamed.json()["error"]) == (413, "too_large")
         assert (await http.get("/api/rooms/small/text")).text == ""
 
 

@@ -64,6 +64,7 @@ async def test_editor_viewer_and_refused_pages_in_real_browsers(server: RunningS
         editor,
         viewer,
         admin,
+        mint_token(SECRET, ALL_ROOMS, Role.EDITOR),
         seconds=RUN_SECONDS,
     )
     async with server.http() as http:

@@ -281,12 +281,12 @@ async def test_a_client_over_its_message_rate_is_read_slower_and_loses_nothing()
             entry = AwarenessEntry(777, clock, f'{{"cursor":{clock}}}')
             flooder.protocol.send_binary(encode_awareness_message(encode_awareness([entry])))
         flooder.send_data()
-        reader.text.insert(0, "still typing")  # the reader is not held up meanwhile
+        reader.text.insert(0, "still typing")  # the room still syncs while the flood is read
         async with yclient(server.ws_url, "flood") as witness:
             await witness.wait_until(lambda: str(witness.text) == "still typing")
         await reader.wait_until(lambda: reader.awareness.get(777) == {"cursor": 300}, limit=20)
         assert reader.close_code is None and flooder.close_code is None
-        assert server.app.state.metrics.connections_throttled == 1
+        assert server.registry.metrics.connections_throttled == 1
 
 
 async def test_deleting_a_room_closes_its_peers_with_4404(server: RunningServer) -> None:

@@ -15,7 +15,7 @@ class CloseCode(IntEnum):
     BAD_MESSAGE = 4400  # malformed frame, unknown message type, invalid room name
     UNAUTHORIZED = 4401  # no token, or an invalid or expired one
     FORBIDDEN = 4403  # a valid token for another room
-    ROOM_DELETED = 4404
+    ROOM_DELETED = 4404  # deleted meanwhile, or (for a viewer, who may not create it) absent
     MESSAGE_TOO_BIG = 4413
     TEXT_FRAME = 4415  # the protocol is binary
     UPDATE_REJECTED = 4422  # the CRDT core could not decode the update

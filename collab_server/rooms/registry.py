@@ -47,10 +47,9 @@ class RoomRegistry(RoomListener):
         store: Store,
         settings: Settings,
         bus: RedisBus | None = None,
-        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
-        self.metrics = metrics or Metrics()
+        self.metrics = Metrics()  # what /metrics serves; the transport counts into it too
         self._settings = settings
         self._bus = bus  # other server processes sharing the store, if any
         self._early: dict[str, list[BusMessage]] = {}  # bus messages for rooms still loading
@@ -267,9 +266,9 @@ class RoomRegistry(RoomListener):
 
     # -- other server processes ---------------------------------------------------------------
 
-    def update_stored(self, room: Room, update: bytes, rows: int) -> None:
+    def update_stored(self, room: Room, update: bytes, rows: int, size: int) -> None:
         self.metrics.updates_stored += rows
-        self.metrics.update_bytes_stored += len(update)
+        self.metrics.update_bytes_stored += size
         self._after_append(room)
         if self._bus is not None:
             self._bus.publish(room.id, Kind.UPDATE, update)

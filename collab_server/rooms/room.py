@@ -49,8 +49,9 @@ class RoomDeleted(Exception):
 class RoomListener:
     """What the owner of a room hears about it (the registry: compaction, other processes)."""
 
-    def update_stored(self, room: Room, update: bytes, rows: int) -> None:
-        """Local updates (`rows` of them, merged into `update`) were stored, applied, relayed."""
+    def update_stored(self, room: Room, update: bytes, rows: int, size: int) -> None:
+        """Local updates (`rows` of them, `size` bytes, merged into `update`) were stored,
+        applied and relayed."""
 
     def language_changed(self, room: Room) -> None:
         """The document's `meta` map changed (from any source): its language may have."""
@@ -172,17 +173,24 @@ class Room:
             raise RoomDeleted(self.id) from error
         # One message for the whole batch: peers' queues grow by one item, not by the batch.
         update = updates[0] if len(updates) == 1 else merge_updates(*updates)
-        self._apply_and_relay(update, origin, stored_rows=len(updates))
-        self._listener.update_stored(self, update, len(updates))
+        size = sum(map(len, updates))
+        self._apply_and_relay(update, origin, stored_rows=len(updates), stored_bytes=size)
+        self._listener.update_stored(self, update, len(updates), size)
 
-    def _apply_and_relay(self, update: bytes, origin: Peer | None, stored_rows: int = 1) -> None:
+    def _apply_and_relay(
+        self,
+        update: bytes,
+        origin: Peer | None,
+        stored_rows: int = 1,
+        stored_bytes: int | None = None,
+    ) -> None:
         self.doc.apply_update(update)
         outbound = OutboundUpdate(update, encode_update(update))
         for peer in self.peers:
             if peer is not origin:
                 peer.send_update(outbound)
         self.log_rows += stored_rows
-        self.log_bytes += len(update)
+        self.log_bytes += len(update) if stored_bytes is None else stored_bytes
 
     def _apply_awareness(self, peer: Peer, entries: list[AwarenessEntry]) -> None:
         accepted = self._presence.apply(entries, peer)

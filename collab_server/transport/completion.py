@@ -35,7 +35,6 @@ from collab_server.completion import (
 )
 from collab_server.completion.job import Kind, Provider
 from collab_server.languages import DEFAULT_LANGUAGE
-from collab_server.metrics import Metrics
 from collab_server.positions import (
     PositionError,
     index_from_line_column,
@@ -137,7 +136,7 @@ async def complete(request: Request) -> Response:
             cursor = utf16_from_index(text, index)
     except PositionError as error:
         raise ApiError(422, "invalid_position", str(error)) from error
-    counted: Metrics = request.app.state.metrics
+    counted = registry.metrics
     try:
         answer = await _service(request).complete(
             CompletionRequest(text, index, language, key=f"{room_id}/{body.name}"), deadline

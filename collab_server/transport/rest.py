@@ -224,19 +224,28 @@ async def post_update(request: Request) -> Response:
 
 
 async def _bounded_body(request: Request) -> bytes:
-    """The request body, or 413 past the WebSocket message limit (REST writes share it)."""
+    """The request body, or 413 past the WebSocket message limit (REST writes share it), found
+    before more than the limit is held in memory."""
     settings: Settings = request.app.state.settings
-    raw = await request.body()
-    if len(raw) > settings.max_message_bytes:
-        raise ApiError(413, "too_large", f"body larger than {settings.max_message_bytes} bytes")
-    return raw
+    limit = settings.max_message_bytes
+    too_large = ApiError(413, "too_large", f"body larger than {limit} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def metrics(request: Request) -> Response:
     """Prometheus text; with access control on, it needs an admin token for every room."""
     require(request, Role.ADMIN)
     registry = _registry(request)
-    text = exposition(request.app.state.metrics, registry.gauges())
+    text = exposition(registry.metrics, registry.gauges())
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 

@@ -47,7 +47,7 @@ class _Socket:
 
     def __init__(self, websocket: WebSocket) -> None:
         self._websocket = websocket
-        self._metrics: Metrics = websocket.app.state.metrics
+        self._metrics = _metrics(websocket)
 
     async def send(self, frame: bytes) -> None:
         try:
@@ -80,6 +80,12 @@ async def serve_websocket(websocket: WebSocket) -> None:
     if writable is None:
         return
     try:
+        # Joining creates a room, which is an editor's right: a viewer may only watch one.
+        if not writable and not await _exists(registry, room_id):
+            logger.info("room %s: refused a viewer, the room does not exist", room_id)
+            with contextlib.suppress(PeerDisconnected):
+                await _Socket(websocket).close(CloseCode.ROOM_DELETED, "no such room")
+            return
         async with registry.lease(room_id) as room:
             await _serve_peer(websocket, room, settings, writable)
     except StoreError as error:
@@ -110,6 +116,17 @@ async def _admit(websocket: WebSocket, room_id: str) -> bool | None:
     return grant.role >= Role.EDITOR
 
 
+async def _exists(registry: RoomRegistry, room_id: str) -> bool:
+    return (
+        registry.loaded(room_id) is not None or await registry.store.get_room(room_id) is not None
+    )
+
+
+def _metrics(websocket: WebSocket) -> Metrics:
+    registry: RoomRegistry = websocket.app.state.registry
+    return registry.metrics
+
+
 def _client(websocket: WebSocket) -> str:
     return f"{websocket.client.host}:{websocket.client.port}" if websocket.client else "?"
 
@@ -117,7 +134,7 @@ def _client(websocket: WebSocket) -> str:
 async def _serve_peer(websocket: WebSocket, room: Room, settings: Settings, writable: bool) -> None:
     socket = _Socket(websocket)
     peer = Peer(room.id, socket.send, socket.close, queue_limit=settings.peer_queue_messages)
-    websocket.app.state.metrics.connections_opened += 1
+    _metrics(websocket).connections_opened += 1
     intake = UpdateIntake(
         room, peer, on_failure=lambda error: peer.close(*_close_reason(room, peer, error))
     )
@@ -192,7 +209,7 @@ async def _receive(
         if delay := throttle.take():
             if not throttled:
                 throttled = True
-                websocket.app.state.metrics.connections_throttled += 1
+                _metrics(websocket).connections_throttled += 1
                 logger.info(
                     "room %s peer %s: over %g messages/s, reading it more slowly",
                     room.id,

@@ -15,9 +15,9 @@ import path from 'node:path'
 import { chromium } from 'playwright-core'
 import { CHROMIUM, FLAGS, WAIT, check, elapsed, log, runAndFinish, until } from './harness.mjs'
 
-const [baseUrl, artifacts, roomId, editorToken, viewerToken, adminToken] = process.argv.slice(2)
-if (!adminToken) {
-  console.error('usage: node auth.e2e.mjs BASE_URL ARTIFACTS_DIR ROOM EDITOR_TOKEN VIEWER_TOKEN ADMIN_TOKEN')
+const [baseUrl, artifacts, roomId, editorToken, viewerToken, adminToken, everyRoomToken] = process.argv.slice(2)
+if (!everyRoomToken) {
+  console.error('usage: node auth.e2e.mjs BASE_URL ARTIFACTS_DIR ROOM EDITOR_TOKEN VIEWER_TOKEN ADMIN_TOKEN EVERY_ROOM_EDITOR_TOKEN')
   process.exit(2)
 }
 const origin = new URL(baseUrl).origin
@@ -26,7 +26,8 @@ const roomUrl = `${origin}/r/${roomId}`
 const editorText = (page) => page.evaluate(() => window.collab.view.state.doc.toString())
 const activeId = (page) => page.evaluate(() => document.activeElement?.id || document.activeElement?.className)
 const editorFocused = (page) => page.evaluate(() => document.activeElement?.classList.contains('cm-content'))
-const storedToken = (page) => page.evaluate(() => localStorage.getItem('collab.token'))
+// A token for one room is kept under that room's key, a token for every room under the plain one.
+const storedToken = (page, key = `collab.token.${roomId}`) => page.evaluate((name) => localStorage.getItem(name), key)
 
 async function waitConnection (page, state) {
   try {
@@ -150,7 +151,7 @@ await runAndFinish({ browser, pages, problems, artifacts }, async () => {
   // His caret still travels: Ada sees it labelled with his name.
   await waitCaret(a, 'Vic')
   await a.locator('#people .person', { hasText: 'Vic' }).waitFor({ timeout: WAIT })
-  // Ada types on; once Vic has that, anything he had sent would have reached the server before.
+  // Ada types on, and Vic's page follows (his own document never changed, so it sent nothing).
   await a.locator('.cm-content').click() // focus was on "Copy link"
   await a.keyboard.press('Control+End')
   await a.keyboard.type('third line, after Vic tried\n', { delay: 10 })
@@ -205,9 +206,17 @@ await runAndFinish({ browser, pages, problems, artifacts }, async () => {
   check(await editorFocused(c), 'the editor should have the focus once the token works')
   check(await c.locator('#access').isHidden(), 'the token form should go once the token works')
   check(await c.evaluate(() => window.collab.access) === 'edit', 'an admin\'s page should be editable')
-  check(await storedToken(c) === adminToken, 'the pasted token should be remembered')
+  check(await storedToken(c, 'collab.token') === adminToken, 'the pasted token should be remembered')
   check(await copiedLink(c) === roomUrl, 'an admin\'s share link must not carry the admin token')
   log('denied, then let in')
+
+  // An editor's token for every room opens this one, but a share link must not carry it.
+  await c.goto('about:blank') // else only the fragment changes, and the page stays as it was
+  await c.goto(`${roomUrl}#token=${everyRoomToken}`)
+  await waitConnection(c, 'connected')
+  check(await c.evaluate(() => window.collab.access) === 'edit', 'a token for every room should open this one')
+  check(await copiedLink(c) === roomUrl, 'a share link must not carry a token for every room')
+  check(await storedToken(c, 'collab.token') === everyRoomToken, 'the wide token should be remembered')
 
   // Every REST call of the pages with a token carried it; the WebSocket of Vic's page too.
   for (const [who, token] of [['Ada', editorToken], ['Vic', viewerToken]]) {

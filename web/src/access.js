@@ -6,58 +6,74 @@
 // remembered in localStorage, and the fragment is removed from the address bar at once. Without a
 // token the page sends exactly what it sends to an open server.
 //
+// A token for every room ("room": "*") is kept under one key and a token for one room under a key
+// of that room's, so opening a colleague's link to one room never replaces a wider token: the
+// room page uses its room's token if there is one, else the wide one; the lobby the wide one, or
+// else the one-room token saved last (which lists that room).
+//
 // The page reads the token's claims (room, role, exp) without checking its signature: only to
-// shape the interface (read-only for a viewer, no token in a share link for an admin). The server
+// shape the interface (read-only for a viewer, which tokens a share link may carry). The server
 // checks every request; nothing here grants anything.
 
-const TOKEN_KEY = 'collab.token'
+const TOKEN_KEY = 'collab.token' // a token for every room; `collab.token.<room>` for one room's
+const LAST_ROOM_KEY = 'collab.token-room' // the room whose token was saved last
 const FRAGMENT_KEY = 'token'
 
 // Close codes and HTTP statuses that mean "no access", and what to say about them.
 export const DENIED_CLOSE_CODES = new Set([4401, 4403])
 export const DENIED_STATUSES = new Set([401, 403])
 
-function read () {
+/** The storage key for `token`: its room's when it names one room, else the wide one. */
+function keyFor (token) {
+  const room = tokenClaims(token)?.room
+  return typeof room === 'string' && room !== '*' ? `${TOKEN_KEY}.${room}` : TOKEN_KEY
+}
+
+function read (key) {
   try {
-    return localStorage.getItem(TOKEN_KEY)
+    return localStorage.getItem(key)?.trim() || null
   } catch {
     return null // storage disabled: the token lasts as long as the page
   }
 }
 
-function write (token) {
-  try {
-    localStorage.setItem(TOKEN_KEY, token)
-  } catch {
-    // storage disabled or full: the page still uses the token until it is closed
-  }
-}
-
 /**
- * The token this page uses: a `#token=` fragment (remembered, replacing the one stored before,
- * and removed from the address bar), else the one remembered; null when there is none.
+ * The token this page uses: a `#token=` fragment (remembered under its scope, and removed from
+ * the address bar), else the one remembered for `roomId` (the room page) or for every room;
+ * null when there is none.
  */
-export function takeToken () {
+export function takeToken (roomId = null) {
   const fragment = new URLSearchParams(location.hash.slice(1))
   if (fragment.has(FRAGMENT_KEY)) {
     const token = fragment.get(FRAGMENT_KEY).trim()
     fragment.delete(FRAGMENT_KEY)
     const rest = fragment.toString()
     history.replaceState(history.state, '', `${location.pathname}${location.search}${rest ? `#${rest}` : ''}`)
-    if (token) {
-      write(token)
-      return token
-    }
+    if (token) return saveToken(token)
   }
-  return read()?.trim() || null
+  if (roomId !== null) return read(`${TOKEN_KEY}.${roomId}`) || read(TOKEN_KEY)
+  const lastRoom = read(LAST_ROOM_KEY)
+  return read(TOKEN_KEY) || (lastRoom && read(`${TOKEN_KEY}.${lastRoom}`))
 }
 
-/** Remember `token` for this page and the next ones; returns it trimmed (null when blank). */
+/** Remember `token` for the pages it opens; returns it trimmed (null when blank). */
 export function saveToken (token) {
   const cleaned = token.trim()
   if (!cleaned) return null
-  write(cleaned)
+  try {
+    const key = keyFor(cleaned)
+    localStorage.setItem(key, cleaned)
+    if (key !== TOKEN_KEY) localStorage.setItem(LAST_ROOM_KEY, key.slice(TOKEN_KEY.length + 1))
+  } catch {
+    // storage disabled or full: the page still uses the token until it is closed
+  }
   return cleaned
+}
+
+/** Whether a link to `roomId` may carry `token`: one room's, below admin (no wider rights). */
+export function shareable (token, roomId) {
+  const claims = tokenClaims(token)
+  return claims?.room === roomId && claims.role !== 'admin'
 }
 
 /** A token's claims `{room, role, exp}` as the page reads them (unverified), or null. */

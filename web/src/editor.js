@@ -17,7 +17,7 @@ import {
 } from '@codemirror/language'
 import { highlightSelectionMatches, searchKeymap } from '@codemirror/search'
 import { closeBrackets, closeBracketsKeymap } from '@codemirror/autocomplete'
-import { DENIED_STATUSES, describeDenial, takeToken, tokenPanel, tokenRole, withToken } from './access.js'
+import { DENIED_STATUSES, describeDenial, shareable, takeToken, tokenPanel, tokenRole, withToken } from './access.js'
 import { INTERACTION_DELAY, serverCompletion } from './completion.js'
 import { trackConnection } from './connection.js'
 import { loadIdentity } from './identity.js'
@@ -40,7 +40,7 @@ const serverRoot = new URL('..', location.href)
 const websocketBase = serverRoot.href.replace(/^http/, 'ws') + 'ws'
 
 // The access token, if any (from a #token= fragment or remembered); none: today's requests.
-let token = takeToken()
+let token = takeToken(roomId)
 
 // -- the shared document --------------------------------------------------------------------------
 
@@ -280,17 +280,21 @@ async function copyText (text) {
   }
 }
 
-/** This room's address; with the page's token, unless that is an admin's (it may delete rooms). */
+/**
+ * This room's address; with the page's token only when it is for this room alone and below admin,
+ * so a shared link never carries rights to other rooms or to deleting.
+ */
 function shareLink () {
   const link = new URL(location.pathname, location.href)
-  if (token && tokenRole(token) !== 'admin') link.hash = new URLSearchParams({ token }).toString()
+  if (token && shareable(token, roomId)) link.hash = new URLSearchParams({ token }).toString()
   return link.href
 }
 
 function shareNote (link) {
   if (!token) return 'send it to whoever should join'
   if (new URL(link).hash) return `it carries your ${tokenRole(token) ?? 'access'} token, so send it only to whoever should have it`
-  return 'without your admin token: whoever joins needs a token of their own'
+  const why = tokenRole(token) === 'admin' ? 'admin token' : 'token for every room'
+  return `without your ${why}: whoever joins needs a token of their own`
 }
 
 $('share').addEventListener('click', async () => {
