@@ -46,9 +46,8 @@ from collab_server.protocol import ProtocolError
 from collab_server.rooms.catch_up import caught_up, decode_state_vector
 from collab_server.rooms.registry import RoomRegistry
 from collab_server.settings import Settings
-from collab_server.transport.access import require
 from collab_server.transport.errors import ApiError
-from collab_server.transport.rest import DEFAULT_TEXT, existing_room, is_text_name
+from collab_server.transport.rest import DEFAULT_TEXT, is_text_name, room_id_for
 
 logger = logging.getLogger(__name__)
 
@@ -108,8 +107,7 @@ def _service(request: Request) -> CompletionService:
 async def complete(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     deadline = time.monotonic() + settings.completion_deadline_ms / 1000
-    require(request, Role.VIEWER, request.path_params["room"])
-    room_id = await existing_room(request, request.path_params["room"])
+    room_id = await room_id_for(request, Role.VIEWER)
     registry: RoomRegistry = request.app.state.registry
     try:
         body = CompleteBody.model_validate_json(await request.body())

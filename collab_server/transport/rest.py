@@ -105,23 +105,19 @@ async def _record(request: Request, role: Role) -> RoomRecord:
     return await room_record(request, room_id)
 
 
-async def _room_id(request: Request, role: Role) -> str:
-    """The room the path names, as `_record` checks it, for routes that need only its document."""
-    room_id = request.path_params["room"]
+async def room_id_for(request: Request, role: Role) -> str:
+    """The room the path names, checked as `_record` does, for routes that need only its
+    document. A room in memory needs no store lookup, so its text, document and completions stay
+    served while a PostgreSQL store is unreachable."""
+    room_id: str = request.path_params["room"]
     require(request, role, room_id)
-    return await existing_room(request, room_id)
-
-
-async def existing_room(request: Request, room_id: str) -> str:
-    """`room_id` if the room exists, else 404. A room in memory is answered for from memory, so
-    its text stays readable (and writable) while a PostgreSQL store is unreachable."""
     if _registry(request).loaded(room_id) is None:
         await room_record(request, room_id)
     return room_id
 
 
 async def room_record(request: Request, room_id: str) -> RoomRecord:
-    """The stored room `room_id`, or an `ApiError` 404 (every route that names a room uses it)."""
+    """The stored room `room_id`, or an `ApiError` 404."""
     record = None
     if is_valid_room_id(room_id):
         record = await _registry(request).store.get_room(room_id)
@@ -185,14 +181,14 @@ def _text_name(request: Request) -> str:
 
 
 async def get_text(request: Request) -> Response:
-    room_id = await _room_id(request, Role.VIEWER)
+    room_id = await room_id_for(request, Role.VIEWER)
     name = _text_name(request)
     async with _registry(request).lease(room_id) as room:
         return PlainTextResponse(str(room.text(name)))
 
 
 async def put_text(request: Request) -> Response:
-    room_id = await _room_id(request, Role.EDITOR)
+    room_id = await room_id_for(request, Role.EDITOR)
     name = _text_name(request)
     raw = await _bounded_body(request)
     try:
@@ -206,14 +202,14 @@ async def put_text(request: Request) -> Response:
 
 async def get_update(request: Request) -> Response:
     """The room's document as one Yjs update (v1): `Y.applyUpdate(doc, bytes)` loads it."""
-    room_id = await _room_id(request, Role.VIEWER)
+    room_id = await room_id_for(request, Role.VIEWER)
     async with _registry(request).lease(room_id) as room:
         return Response(room.full_update(), media_type="application/octet-stream")
 
 
 async def post_update(request: Request) -> Response:
     """Apply a Yjs update (v1) from a script or service, stored and relayed as a client's is."""
-    room_id = await _room_id(request, Role.EDITOR)
+    room_id = await room_id_for(request, Role.EDITOR)
     update = await _bounded_body(request)
     async with _registry(request).lease(room_id) as room:
         try:
