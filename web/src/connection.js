@@ -5,7 +5,7 @@ import { DENIED_CLOSE_CODES } from './access.js'
 import { showToast } from './toast.js'
 
 // Close codes after which the stock provider gives up (4400-4499), in words.
-const CLOSE_REASONS = { 4400: 'refused', 4401: 'no valid token', 4403: 'not allowed', 4404: 'room deleted', 4413: 'edit too large' }
+const CLOSE_REASONS = { 4400: 'refused', 4401: 'no valid token', 4403: 'not allowed', 4404: 'no such room (deleted, or not made yet)', 4413: 'edit too large' }
 
 /**
  * Make this page's cursor and its peers' show at once after a reconnect.
