@@ -79,6 +79,9 @@ class Store(Protocol):
     async def set_language(self, room_id: str, language: str | None) -> None:
         """Keep the store's copy of the language (the document's `meta` map holds the truth)."""
 
+    async def rename_room(self, room_id: str, name: str) -> bool:
+        """Give the room a new display name; False if it does not exist."""
+
     async def delete_room(self, room_id: str) -> bool:
         """Delete the room and its whole history; False if it did not exist."""
 

@@ -70,6 +70,13 @@ class MemoryStore:
     async def set_language(self, room_id: str, language: str | None) -> None:
         self._room(room_id).language = language
 
+    async def rename_room(self, room_id: str, name: str) -> bool:
+        room = self._rooms.get(room_id)
+        if room is None:
+            return False
+        room.name = name
+        return True
+
     async def delete_room(self, room_id: str) -> bool:
         return self._rooms.pop(room_id, None) is not None
 

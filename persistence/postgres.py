@@ -210,6 +210,13 @@ class PostgresStore:
         async with self._connection() as conn:
             await conn.execute("UPDATE rooms SET language = $2 WHERE id = $1", room_id, language)
 
+    async def rename_room(self, room_id: str, name: str) -> bool:
+        async with self._connection() as conn:
+            renamed = await conn.fetchval(
+                "UPDATE rooms SET name = $2 WHERE id = $1 RETURNING 1", room_id, name
+            )
+        return renamed is not None
+
     async def delete_room(self, room_id: str) -> bool:
         async with self._connection() as conn:
             deleted = await conn.fetchval("DELETE FROM rooms WHERE id = $1 RETURNING 1", room_id)

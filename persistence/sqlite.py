@@ -299,6 +299,13 @@ class SQLiteStore:
 
         await self._run(work)
 
+    async def rename_room(self, room_id: str, name: str) -> bool:
+        def work() -> bool:
+            renamed = self._db.execute("UPDATE rooms SET name = ? WHERE id = ?", (name, room_id))
+            return renamed.rowcount > 0
+
+        return await self._run(work)
+
     async def delete_room(self, room_id: str) -> bool:
         def work(conn: sqlite3.Connection) -> bool:
             deleted = conn.execute("DELETE FROM rooms WHERE id = ?", (room_id,)).rowcount > 0

@@ -146,6 +146,10 @@ async def test_each_role_does_what_it_may_and_no_more(server: RunningServer) -> 
         assert state.status_code == 200
         not_posted = await http.post(f"/api/rooms/{ROOM}/update", content=b"", headers=VIEWER)
         assert not_posted.status_code == 403
+        not_renamed = await http.patch(f"/api/rooms/{ROOM}", json={"name": "x"}, headers=VIEWER)
+        assert not_renamed.status_code == 403
+        renamed = await http.patch(f"/api/rooms/{ROOM}", json={"name": "Ours"}, headers=EDITOR)
+        assert renamed.status_code == 200
         not_deleted = await http.delete(f"/api/rooms/{ROOM}", headers=EDITOR)
         assert not_deleted.status_code == 403
         assert (await http.get(f"/api/rooms/{ROOM}/text", headers=VIEWER)).text == "x = 1\n"

@@ -213,3 +213,20 @@ async def test_the_document_as_a_yjs_update_goes_out_and_comes_in(server: Runnin
 
 async def _server_has(http: httpx.AsyncClient, room: str, text: str) -> bool:
     return (await http.get(f"/api/rooms/{room}/text")).text == text
+
+
+async def test_patch_renames_a_room_and_switches_its_language(server: RunningServer) -> None:
+    async with server.http() as http, yclient(server.ws_url, "renamed") as editor:
+        changed = await http.patch(
+            "/api/rooms/renamed", json={"name": "Pairing: é π", "language": "rust"}
+        )
+        assert changed.status_code == 200, changed.text
+        assert (changed.json()["name"], changed.json()["language"]) == ("Pairing: é π", "rust")
+        await editor.wait_until(lambda: editor.meta.get("language") == "rust")
+        listed = await http.get("/api/rooms")
+        assert [room["name"] for room in listed.json()["rooms"]] == ["Pairing: é π"]
+        for body in ({"name": ""}, {"language": "cobol"}, {"owner": "me"}):
+            refused = await http.patch("/api/rooms/renamed", json=body)
+            assert (refused.status_code, refused.json()["error"]) == (422, "invalid_body"), body
+        missing = await http.patch("/api/rooms/never-made", json={"name": "x"})
+        assert missing.status_code == 404

@@ -106,6 +106,18 @@ async def test_set_language_is_kept_and_can_be_cleared(store: Store) -> None:
     assert (await store.get_room("r1")).language is None  # type: ignore[union-attr]
 
 
+async def test_rename_room_changes_only_its_name(store: Store) -> None:
+    await store.create_room("r1", "old", "go")
+    await store.append("r1", b"u1")
+    assert await store.rename_room("r1", "Pairing: é π") is True
+    renamed = await store.get_room("r1")
+    assert renamed is not None
+    assert (renamed.name, renamed.language) == ("Pairing: é π", "go")
+    assert (await store.load("r1")).updates == [b"u1"]
+    assert await store.rename_room("ghost", "x") is False
+    assert await store.get_room("ghost") is None
+
+
 async def test_delete_room_removes_it_and_its_history(store: Store) -> None:
     await store.create_room("r1", "r1", None)
     await store.append("r1", b"u1")

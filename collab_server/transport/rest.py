@@ -40,6 +40,13 @@ class CreateRoom(BaseModel):
     language: Language | None = None
 
 
+class ChangeRoom(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    language: Language | None = None
+
+
 class RoomView(BaseModel):
     id: str
     name: str
@@ -158,6 +165,22 @@ async def get_room(request: Request) -> Response:
     return _json(_view(request, await _record(request, Role.VIEWER)))
 
 
+async def change_room(request: Request) -> Response:
+    """Rename a room, or switch its language (in the document, where every editor follows)."""
+    record = await _record(request, Role.EDITOR)
+    try:
+        body = ChangeRoom.model_validate_json(await request.body())
+    except ValidationError as error:
+        raise ApiError.invalid_body(error) from error
+    registry = _registry(request)
+    if body.name is not None and not await registry.store.rename_room(record.id, body.name):
+        raise ApiError(404, "room_not_found", f"no room {record.id!r}")
+    if body.language is not None:
+        async with registry.lease(record.id) as room:
+            await room.set_language(body.language)
+    return _json(_view(request, await room_record(request, record.id)))
+
+
 async def delete_room(request: Request) -> Response:
     record = await _record(request, Role.ADMIN)
     if not await _registry(request).delete(record.id):
@@ -259,6 +282,7 @@ routes = [
     Route("/api/rooms", create_room, methods=["POST"]),
     Route("/api/rooms", list_rooms, methods=["GET"]),
     Route("/api/rooms/{room}", get_room, methods=["GET"]),
+    Route("/api/rooms/{room}", change_room, methods=["PATCH"]),
     Route("/api/rooms/{room}", delete_room, methods=["DELETE"]),
     Route("/api/rooms/{room}/text", get_text, methods=["GET"]),
     Route("/api/rooms/{room}/text", put_text, methods=["PUT"]),
