@@ -258,6 +258,8 @@ async def test_stock_clients_connect_with_params_and_stop_on_a_bad_token(
         await node.open("b", ROOM, params={"token": token(Role.EDITOR)})
         await node.insert("a", 0, "hello")
         assert await node.wait_text(["a", "b"], "hello") == "hello"
+        await node.open("viewer", ROOM, params={"token": token(Role.VIEWER)})  # syncs as usual
+        assert await node.text("viewer") == "hello"
         await node.open("intruder", ROOM, params={"token": "forged"}, sync=False)
         status = await _status_once_closed(node, "intruder")
         assert status["terminal"] == [
