@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
+import httpx
 import pytest
 from redis.asyncio import Redis
 
@@ -14,6 +15,7 @@ from collab_server.cluster.bus import CHANNEL_PREFIX
 from collab_server.cluster.messages import Kind, decode_bus_message
 from collab_server.settings import Settings
 from tests.conftest import RunningServer, run_server
+from tests.polling import poll
 from tests.postgres import TcpProxy
 from tests.yclient import yclient
 
@@ -131,6 +133,32 @@ async def test_a_process_cut_off_from_redis_catches_up_from_the_store(postgres_u
         await bob.wait_until(lambda: str(bob.text) == "before;during;", limit=20)
         bob.text.insert(14, "after;")
         await alice.wait_until(lambda: str(alice.text) == "before;during;after;")
+
+
+async def test_a_room_deleted_while_a_process_was_cut_off_is_gone_there_too(
+    postgres_url: str,
+) -> None:
+    room = new_room()
+    async with (
+        TcpProxy(REDIS_PORT) as proxy,
+        two_servers(postgres_url, redis_port=proxy.port) as (a, b),
+        yclient(b.ws_url, room) as bob,
+    ):
+        bob.text.insert(0, "doomed")
+        async with a.http() as http:
+            await poll(lambda: _has_text(http, room, "doomed"))
+            proxy.cut()  # B does not hear the deletion
+            assert (await http.delete(f"/api/rooms/{room}")).status_code == 204
+        proxy.restore()
+        # Catching up, B finds the room gone from the store: it drops it and closes its peers.
+        assert await bob.wait_closed(limit=20) == 4404
+        async with b.http() as http:
+            assert (await http.get(f"/api/rooms/{room}/text")).status_code == 404
+
+
+async def _has_text(http: httpx.AsyncClient, room: str, text: str) -> bool:
+    response = await http.get(f"/api/rooms/{room}/text")
+    return response.status_code == 200 and response.text == text
 
 
 def test_the_bus_needs_a_shared_store() -> None:

@@ -18,7 +18,9 @@ from pycrdt import Text
 
 from collab_server.rooms.snapshot import doc_from_log
 from collab_server.settings import Settings
-from persistence import open_store
+from persistence import BUFFERED, StoreUnavailable, open_store
+from persistence.copy import copy_rooms
+from persistence.memory import MemoryStore
 from tests.conftest import run_server
 from tests.yclient import yclient
 
@@ -112,3 +114,19 @@ async def collab_server(*arguments: str) -> tuple[int, str]:
         output, _ = await process.communicate()
     assert process.returncode is not None
     return process.returncode, output.decode()
+
+
+class BufferingStore(MemoryStore):
+    """A target that takes appends only into an outage buffer, as PostgreSQL does while down."""
+
+    async def append_many(self, room_id: str, updates: list[bytes]) -> list[int]:
+        return [BUFFERED] * len(updates)
+
+
+async def test_copy_into_a_store_that_only_buffers_fails_and_leaves_no_room() -> None:
+    source, target = MemoryStore(), BufferingStore()
+    await source.create_room("r", "r", None)
+    await source.append("r", b"\x00\x00")
+    with pytest.raises(StoreUnavailable, match="could not store room 'r'"):
+        await copy_rooms(source, target)
+    assert await target.get_room("r") is None  # a later run copies it, rather than skipping it

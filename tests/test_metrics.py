@@ -30,17 +30,19 @@ async def test_metrics_count_rooms_peers_updates_and_closes(server: RunningServe
     before = await scrape(server)
     assert before["collab_peers"] == 0 and before["collab_store_ready"] == 1
     async with yclient(server.ws_url, "counted") as client:
-        for character in "abc":
-            client.text.insert(len(client.text), character)
+        sent: list[int] = []
+        client.doc.observe(lambda event: sent.append(len(event.update)))
+        for _ in range(200):  # at once: the server stores them in batches, relayed merged
+            client.text.insert(len(client.text), "x")
         async with yclient(server.ws_url, "counted") as watcher:
-            await watcher.wait_until(lambda: str(watcher.text) == "abc")
+            await watcher.wait_until(lambda: str(watcher.text) == "x" * 200)
             during = await scrape(server)
             assert during["collab_peers"] == 2
             assert during["collab_rooms_loaded"] == 1
-            assert (
-                during["collab_updates_stored_total"] == before["collab_updates_stored_total"] + 3
-            )
-            assert during["collab_update_bytes_stored_total"] > 0
+            stored = during["collab_updates_stored_total"] - before["collab_updates_stored_total"]
+            assert stored == len(sent) == 200
+            stored_bytes = during["collab_update_bytes_stored_total"]
+            assert stored_bytes - before["collab_update_bytes_stored_total"] == sum(sent)
             assert during["collab_connections_opened_total"] == 2
         async with yclient(server.ws_url, "counted", sync=False) as rude:
             await rude.send_raw(b"\xff\xff")

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import anyio
 import httpx
 import pytest
 from pycrdt import Doc, Text
+from starlette.requests import Request
+from starlette.types import Message
 
 from collab_server.settings import Settings
+from collab_server.transport.errors import ApiError
+from collab_server.transport.rest import JSON_BODY_BYTES, json_body
 from tests.conftest import RunningServer, run_server
 from tests.polling import poll
 from tests.yclient import yclient
@@ -230,3 +235,18 @@ async def test_patch_renames_a_room_and_switches_its_language(server: RunningSer
             assert (refused.status_code, refused.json()["error"]) == (422, "invalid_body"), body
         missing = await http.patch("/api/rooms/never-made", json={"name": "x"})
         assert missing.status_code == 404
+
+
+async def test_a_body_is_cut_off_at_its_limit_before_the_rest_is_read() -> None:
+    pulled = 0
+
+    async def endless_body() -> Message:
+        nonlocal pulled
+        pulled += 1
+        return {"type": "http.request", "body": b"x" * 65536, "more_body": True}
+
+    request = Request({"type": "http", "method": "POST", "headers": []}, endless_body)
+    with anyio.fail_after(5), pytest.raises(ApiError) as refused:
+        await json_body(request)
+    assert (refused.value.status, refused.value.code) == (413, "too_large")
+    assert pulled == JSON_BODY_BYTES // 65536 + 1

@@ -29,7 +29,7 @@ from collab_server.protocol import (
 from collab_server.rooms import snapshot
 from collab_server.rooms.room import Room, RoomListener
 from collab_server.settings import Settings
-from persistence import Store, StoreError
+from persistence import RoomMissing, Store, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -92,9 +92,11 @@ class RoomRegistry(RoomListener):
     # -- leases -------------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def lease(self, room_id: str) -> AsyncIterator[Room]:
-        """Hold a room in memory, loading (and creating) it first if needed."""
-        room = await self._get(room_id)
+    async def lease(self, room_id: str, *, create: bool = True) -> AsyncIterator[Room]:
+        """Hold a room in memory, loading it first if needed: creating it, or (`create=False`,
+        for readers and REST calls on a named room) raising `RoomMissing` if it does not exist,
+        so that nothing but a joining editor brings back a room deleted a moment before."""
+        room = await self._get(room_id, create)
         room.leases += 1
         timer = self._idle_timers.pop(room_id, None)
         if timer is not None:
@@ -120,25 +122,32 @@ class RoomRegistry(RoomListener):
             store_ready=self.store.is_ready(),
         )
 
-    async def _get(self, room_id: str) -> Room:
-        room = self._rooms.get(room_id)
-        if room is not None:
-            return room
-        loading = self._loading.get(room_id)
-        if loading is None:
-            loading = asyncio.create_task(self._load(room_id), name=f"load {room_id}")
-            self._loading[room_id] = loading
-            loading.add_done_callback(lambda _: self._loading.pop(room_id, None))
-        # Shielded: one caller giving up must not cancel the load the others wait for.
-        return await asyncio.shield(loading)
+    async def _get(self, room_id: str, create: bool) -> Room:
+        while True:
+            room = self._rooms.get(room_id)
+            if room is not None:
+                return room
+            loading = self._loading.get(room_id)
+            joined = loading is not None
+            if loading is None:
+                loading = asyncio.create_task(self._load(room_id, create), name=f"load {room_id}")
+                self._loading[room_id] = loading
+                loading.add_done_callback(lambda _: self._loading.pop(room_id, None))
+            try:
+                # Shielded: one caller giving up must not cancel the load the others wait for.
+                return await asyncio.shield(loading)
+            except RoomMissing:
+                if not (create and joined):
+                    raise
+                # The load joined was one that may not create; this caller may: load again.
 
-    async def _load(self, room_id: str) -> Room:
+    async def _load(self, room_id: str, create: bool) -> Room:
         if self._bus is not None:
             # Subscribed before reading the store: nothing published meanwhile is missed.
             self._early[room_id] = []
             await self._bus.subscribe(room_id, lambda message: self._on_bus(room_id, message))
         try:
-            room = await self._read(room_id)
+            room = await self._read(room_id, create)
         except Exception:
             if self._bus is not None:
                 await self._bus.unsubscribe(room_id)
@@ -151,8 +160,13 @@ class RoomRegistry(RoomListener):
             self._bus.publish(room_id, Kind.QUERY_AWARENESS)
         return room
 
-    async def _read(self, room_id: str) -> Room:
-        record = await self.store.ensure_room(room_id)
+    async def _read(self, room_id: str, create: bool) -> Room:
+        if create:
+            record = await self.store.ensure_room(room_id)
+        elif (found := await self.store.get_room(room_id)) is not None:
+            record = found
+        else:
+            raise RoomMissing(f"room {room_id!r} does not exist")
         if record.log_rows > self._settings.compact_after_updates:
             await snapshot.compact(self.store, room_id)
         log = await self.store.load(room_id)
@@ -291,7 +305,18 @@ class RoomRegistry(RoomListener):
             self._start(self._catch_up(room), f"room {room.id}: catch-up")
 
     async def _catch_up(self, room: Room) -> None:
-        room.catch_up(await self.store.load(room.id))
+        try:
+            log = await self.store.load(room.id)
+        except RoomMissing:
+            # Deleted by another process while this one could not hear it say so.
+            logger.info("room %s was deleted elsewhere", room.id)
+            await self._forget(room.id)
+            return
+        room.catch_up(log)
+
+    def room_missing(self, room: Room) -> None:
+        if self._rooms.get(room.id) is room:
+            self._start(self._forget(room.id), f"room {room.id}: forget")
 
     def _on_bus(self, room_id: str, message: BusMessage) -> None:
         room = self._rooms.get(room_id)

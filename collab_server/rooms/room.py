@@ -59,6 +59,9 @@ class RoomListener:
     def awareness_changed(self, room: Room, entries: list[AwarenessEntry]) -> None:
         """Local clients' awareness changed (states, or removals when they leave)."""
 
+    def room_missing(self, room: Room) -> None:
+        """The store no longer has the room: it was deleted, perhaps by another process."""
+
 
 class Room:
     def __init__(
@@ -170,6 +173,7 @@ class Room:
         try:
             await self._store.append_many(self.id, updates)
         except RoomMissing as error:
+            self._listener.room_missing(self)
             raise RoomDeleted(self.id) from error
         # One message for the whole batch: peers' queues grow by one item, not by the batch.
         update = updates[0] if len(updates) == 1 else merge_updates(*updates)

@@ -47,7 +47,7 @@ from collab_server.rooms.catch_up import caught_up, decode_state_vector
 from collab_server.rooms.registry import RoomRegistry
 from collab_server.settings import Settings
 from collab_server.transport.errors import ApiError
-from collab_server.transport.rest import DEFAULT_TEXT, is_text_name, room_id_for
+from collab_server.transport.rest import DEFAULT_TEXT, is_text_name, json_body, room_id_for
 
 logger = logging.getLogger(__name__)
 
@@ -110,11 +110,11 @@ async def complete(request: Request) -> Response:
     room_id = await room_id_for(request, Role.VIEWER)
     registry: RoomRegistry = request.app.state.registry
     try:
-        body = CompleteBody.model_validate_json(await request.body())
+        body = CompleteBody.model_validate_json(await json_body(request))
     except ValidationError as error:
         raise ApiError.invalid_body(error) from error
     wanted = _state_vector(body.state_vector)
-    async with registry.lease(room_id) as room:
+    async with registry.lease(room_id, create=False) as room:
         if wanted:
             try:
                 async with asyncio.timeout(deadline - time.monotonic()):

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from collab_server.rooms.room import RoomDeleted
-from persistence import StoreError
+from persistence import RoomMissing, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,10 @@ async def room_deleted(request: Request, error: Exception) -> Response:
     return _error(404, "room_not_found", "the room was deleted")
 
 
+async def room_missing(request: Request, error: Exception) -> Response:
+    return _error(404, "room_not_found", str(error))
+
+
 async def store_error(request: Request, error: Exception) -> Response:
     logger.warning("%s %s: store unavailable: %s", request.method, request.url.path, error)
     return _error(503, "store_unavailable", "storage is unavailable, retry later")
@@ -75,6 +79,7 @@ exception_handlers = {
     ApiError: api_error,
     HTTPException: http_error,
     RoomDeleted: room_deleted,
+    RoomMissing: room_missing,  # deleted while the request was under way
     StoreError: store_error,
     Exception: internal_error,
 }

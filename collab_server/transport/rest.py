@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 RoomId = Annotated[str, StringConstraints(pattern=f"^{ROOM_ID_PATTERN.pattern}$")]
 DEFAULT_TEXT = "codemirror"  # the Y.Text name y-codemirror.next uses
+JSON_BODY_BYTES = 256 * 1024  # room bodies and completion requests (state vector included)
 
 
 class CreateRoom(BaseModel):
@@ -136,7 +137,7 @@ async def room_record(request: Request, room_id: str) -> RoomRecord:
 async def create_room(request: Request) -> Response:
     grant = authenticated(request)  # who asks comes before what is asked: 401 before 422
     try:
-        body = CreateRoom.model_validate_json(await request.body())
+        body = CreateRoom.model_validate_json(await json_body(request))
     except ValidationError as error:
         raise ApiError.invalid_body(error) from error
     permit(grant, Role.EDITOR, body.id)  # a generated id needs a token for every room
@@ -147,7 +148,7 @@ async def create_room(request: Request) -> Response:
     except RoomExists as error:
         raise ApiError(409, "room_exists", f"room {room_id!r} already exists") from error
     if body.language is not None:
-        async with registry.lease(room_id) as room:
+        async with registry.lease(room_id, create=False) as room:
             await room.set_language(body.language)
     logger.info("room %s created over REST", room_id)
     return _json(_view(request, await room_record(request, room_id)), 201)
@@ -169,14 +170,14 @@ async def change_room(request: Request) -> Response:
     """Rename a room, or switch its language (in the document, where every editor follows)."""
     record = await _record(request, Role.EDITOR)
     try:
-        body = ChangeRoom.model_validate_json(await request.body())
+        body = ChangeRoom.model_validate_json(await json_body(request))
     except ValidationError as error:
         raise ApiError.invalid_body(error) from error
     registry = _registry(request)
     if body.name is not None and not await registry.store.rename_room(record.id, body.name):
         raise ApiError(404, "room_not_found", f"no room {record.id!r}")
     if body.language is not None:
-        async with registry.lease(record.id) as room:
+        async with registry.lease(record.id, create=False) as room:
             await room.set_language(body.language)
     return _json(_view(request, await room_record(request, record.id)))
 
@@ -206,7 +207,7 @@ def _text_name(request: Request) -> str:
 async def get_text(request: Request) -> Response:
     room_id = await room_id_for(request, Role.VIEWER)
     name = _text_name(request)
-    async with _registry(request).lease(room_id) as room:
+    async with _registry(request).lease(room_id, create=False) as room:
         return PlainTextResponse(str(room.text(name)))
 
 
@@ -218,7 +219,7 @@ async def put_text(request: Request) -> Response:
         text = raw.decode()
     except UnicodeDecodeError as error:
         raise ApiError(400, "invalid_text", "the body must be UTF-8 text") from error
-    async with _registry(request).lease(room_id) as room:
+    async with _registry(request).lease(room_id, create=False) as room:
         await room.replace_text(name, text)
     return _json(TextWritten(room=room_id, name=name, length=utf16_length(text)))
 
@@ -226,7 +227,7 @@ async def put_text(request: Request) -> Response:
 async def get_update(request: Request) -> Response:
     """The room's document as one Yjs update (v1): `Y.applyUpdate(doc, bytes)` loads it."""
     room_id = await room_id_for(request, Role.VIEWER)
-    async with _registry(request).lease(room_id) as room:
+    async with _registry(request).lease(room_id, create=False) as room:
         return Response(room.full_update(), media_type="application/octet-stream")
 
 
@@ -234,7 +235,7 @@ async def post_update(request: Request) -> Response:
     """Apply a Yjs update (v1) from a script or service, stored and relayed as a client's is."""
     room_id = await room_id_for(request, Role.EDITOR)
     update = await _bounded_body(request)
-    async with _registry(request).lease(room_id) as room:
+    async with _registry(request).lease(room_id, create=False) as room:
         try:
             await room.apply_update(update, origin=None)
         except ProtocolError as error:
@@ -242,11 +243,17 @@ async def post_update(request: Request) -> Response:
     return Response(status_code=204)
 
 
-async def _bounded_body(request: Request) -> bytes:
-    """The request body, or 413 past the WebSocket message limit (REST writes share it), found
-    before more than the limit is held in memory."""
-    settings: Settings = request.app.state.settings
-    limit = settings.max_message_bytes
+async def json_body(request: Request) -> bytes:
+    """A JSON request's body, or 413 past `JSON_BODY_BYTES`."""
+    return await _bounded_body(request, JSON_BODY_BYTES)
+
+
+async def _bounded_body(request: Request, limit: int | None = None) -> bytes:
+    """The request body, or 413 past `limit` (default: the WebSocket message limit, which REST
+    writes of text and updates share), found before more than the limit is held in memory."""
+    if limit is None:
+        settings: Settings = request.app.state.settings
+        limit = settings.max_message_bytes
     too_large = ApiError(413, "too_large", f"body larger than {limit} bytes")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:

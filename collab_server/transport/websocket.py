@@ -29,7 +29,7 @@ from collab_server.rooms.room import Room, RoomDeleted
 from collab_server.settings import Settings
 from collab_server.transport.access import connection_grant
 from collab_server.transport.throttle import Throttle
-from persistence import StoreError
+from persistence import RoomMissing, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -81,13 +81,12 @@ async def serve_websocket(websocket: WebSocket) -> None:
         return
     try:
         # Joining creates a room, which is an editor's right: a viewer may only watch one.
-        if not writable and not await _exists(registry, room_id):
-            logger.info("room %s: refused a viewer, the room does not exist", room_id)
-            with contextlib.suppress(PeerDisconnected):
-                await _Socket(websocket).close(CloseCode.ROOM_DELETED, "no such room")
-            return
-        async with registry.lease(room_id) as room:
+        async with registry.lease(room_id, create=writable) as room:
             await _serve_peer(websocket, room, settings, writable)
+    except RoomMissing:
+        logger.info("room %s: refused a viewer, the room does not exist", room_id)
+        with contextlib.suppress(PeerDisconnected):
+            await _Socket(websocket).close(CloseCode.ROOM_DELETED, "no such room")
     except StoreError as error:
         logger.warning("room %s: store unavailable, refusing a peer: %s", room_id, error)
         with contextlib.suppress(PeerDisconnected):  # the client may have left meanwhile
@@ -114,12 +113,6 @@ async def _admit(websocket: WebSocket, room_id: str) -> bool | None:
             await socket.close(code, str(error))
         return None
     return grant.role >= Role.EDITOR
-
-
-async def _exists(registry: RoomRegistry, room_id: str) -> bool:
-    return (
-        registry.loaded(room_id) is not None or await registry.store.get_room(room_id) is not None
-    )
 
 
 def _metrics(websocket: WebSocket) -> Metrics:

@@ -217,6 +217,11 @@ await runAndFinish({ browser, pages, problems, artifacts }, async () => {
   check(await c.evaluate(() => window.collab.access) === 'edit', 'a token for every room should open this one')
   check(await copiedLink(c) === roomUrl, 'a share link must not carry a token for every room')
   check(await storedToken(c, 'collab.token') === everyRoomToken, 'the wide token should be remembered')
+  // A token cut short (in a chat, say) is refused, and replaces nothing remembered.
+  await c.goto('about:blank')
+  await c.goto(`${roomUrl}#token=${everyRoomToken.slice(0, 30)}`)
+  await waitConnection(c, 'denied')
+  check(await storedToken(c, 'collab.token') === everyRoomToken, 'a token cut short must not replace the wide one')
 
   // Every REST call of the pages with a token carried it; the WebSocket of Vic's page too.
   for (const [who, token] of [['Ada', editorToken], ['Vic', viewerToken]]) {

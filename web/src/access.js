@@ -23,10 +23,23 @@ const FRAGMENT_KEY = 'token'
 export const DENIED_CLOSE_CODES = new Set([4401, 4403])
 export const DENIED_STATUSES = new Set([401, 403])
 
-/** The storage key for `token`: its room's when it names one room, else the wide one. */
+/**
+ * The storage key for `token`: the wide one for a token for every room, its room's for one
+ * room's; null for a token the page cannot read (cut short in a chat, say), which is then used by
+ * this page alone and never replaces a remembered one.
+ */
 function keyFor (token) {
   const room = tokenClaims(token)?.room
-  return typeof room === 'string' && room !== '*' ? `${TOKEN_KEY}.${room}` : TOKEN_KEY
+  if (room === '*') return TOKEN_KEY
+  return typeof room === 'string' && room ? `${TOKEN_KEY}.${room}` : null
+}
+
+function remove (key) {
+  try {
+    localStorage.removeItem(key)
+  } catch {
+    // storage disabled: nothing was kept
+  }
 }
 
 function read (key) {
@@ -49,25 +62,38 @@ export function takeToken (roomId = null) {
     fragment.delete(FRAGMENT_KEY)
     const rest = fragment.toString()
     history.replaceState(history.state, '', `${location.pathname}${location.search}${rest ? `#${rest}` : ''}`)
-    if (token) return saveToken(token)
+    if (token) return saveToken(token, roomId)
   }
   if (roomId !== null) return read(`${TOKEN_KEY}.${roomId}`) || read(TOKEN_KEY)
   const lastRoom = read(LAST_ROOM_KEY)
   return read(TOKEN_KEY) || (lastRoom && read(`${TOKEN_KEY}.${lastRoom}`))
 }
 
-/** Remember `token` for the pages it opens; returns it trimmed (null when blank). */
-export function saveToken (token) {
+/**
+ * Remember `token` for the pages it opens; returns it trimmed (null when blank). Given on the
+ * page of `roomId`, it also drops a token remembered for that room alone, which would otherwise
+ * hide it there from now on.
+ */
+export function saveToken (token, roomId = null) {
   const cleaned = token.trim()
   if (!cleaned) return null
+  const key = keyFor(cleaned)
+  if (roomId !== null && key !== `${TOKEN_KEY}.${roomId}`) remove(`${TOKEN_KEY}.${roomId}`)
+  if (key === null) return cleaned
   try {
-    const key = keyFor(cleaned)
     localStorage.setItem(key, cleaned)
     if (key !== TOKEN_KEY) localStorage.setItem(LAST_ROOM_KEY, key.slice(TOKEN_KEY.length + 1))
   } catch {
     // storage disabled or full: the page still uses the token until it is closed
   }
   return cleaned
+}
+
+/** Forget `token` wherever it is remembered: the server said it is expired or not valid. */
+export function forgetToken (token) {
+  for (const key of [TOKEN_KEY, keyFor(token)]) {
+    if (key !== null && read(key) === token) remove(key)
+  }
 }
 
 /** Whether a link to `roomId` may carry `token`: one room's, below admin (no wider rights). */
@@ -118,13 +144,13 @@ export function describeDenial (code, hadToken, detail = '', place = 'this room'
  * The panel that asks for a token: its message, and a form (label, input, button) whose token
  * is remembered and handed to `onToken`. `show(text)` opens it, `hide()` closes it.
  */
-export function tokenPanel (panel, onToken) {
+export function tokenPanel (panel, onToken, roomId = null) {
   const form = panel.querySelector('form')
   const input = form.querySelector('input')
   const message = panel.querySelector('.access-message')
   form.addEventListener('submit', (event) => {
     event.preventDefault()
-    const token = saveToken(input.value)
+    const token = saveToken(input.value, roomId)
     if (token === null) {
       input.focus()
       return

@@ -17,7 +17,9 @@ import {
 } from '@codemirror/language'
 import { highlightSelectionMatches, searchKeymap } from '@codemirror/search'
 import { closeBrackets, closeBracketsKeymap } from '@codemirror/autocomplete'
-import { DENIED_STATUSES, describeDenial, shareable, takeToken, tokenPanel, tokenRole, withToken } from './access.js'
+import {
+  DENIED_STATUSES, describeDenial, forgetToken, shareable, takeToken, tokenPanel, tokenRole, withToken
+} from './access.js'
 import { INTERACTION_DELAY, serverCompletion } from './completion.js'
 import { trackConnection } from './connection.js'
 import { loadIdentity } from './identity.js'
@@ -216,7 +218,7 @@ const tokenForm = tokenPanel($('access'), (newToken) => {
   provider.once('sync', () => {
     if (document.activeElement === document.body) view.focus()
   })
-})
+}, roomId)
 
 /**
  * The server said no (close code 4401/4403, or HTTP 401/403): say so and ask for a token. Only a
@@ -225,6 +227,7 @@ const tokenForm = tokenPanel($('access'), (newToken) => {
  */
 function denyAccess (code, detail, { socket = false } = {}) {
   if (socket) showAccess('denied')
+  if (token !== null && (code === 4401 || code === 401)) forgetToken(token)
   tokenForm.show(describeDenial(code, token !== null, detail))
   const focused = document.activeElement
   if (focused === null || focused === document.body) tokenForm.input.focus()

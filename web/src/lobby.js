@@ -2,7 +2,7 @@
 // On a server with access tokens it sends the page's token (access.js), lists the rooms that
 // token covers, and asks for a token when the server says no.
 
-import { DENIED_STATUSES, describeDenial, takeToken, tokenPanel, withToken } from './access.js'
+import { DENIED_STATUSES, describeDenial, forgetToken, takeToken, tokenPanel, withToken } from './access.js'
 import { DEFAULT_LANGUAGE, fillLanguageSelect, languageById } from './languages.js'
 
 const $ = (id) => document.getElementById(id)
@@ -26,6 +26,7 @@ const tokenForm = tokenPanel($('access'), (newToken) => {
 /** The server answered 401 or 403: say why, and ask for a token. */
 async function denyAccess (response) {
   const answer = await response.json().catch(() => null)
+  if (token !== null && response.status === 401) forgetToken(token)
   const text = describeDenial(response.status, token !== null, answer?.detail, 'this server')
   tokenForm.show(text)
   return text
