@@ -84,7 +84,7 @@ async def serve_websocket(websocket: WebSocket) -> None:
         async with registry.lease(room_id, create=writable) as room:
             await _serve_peer(websocket, room, settings, writable)
     except RoomMissing:
-        logger.info("room %s: refused a viewer, the room does not exist", room_id)
+        logger.info("room %s: no such room (a viewer may not create it; or deleted)", room_id)
         with contextlib.suppress(PeerDisconnected):
             await _Socket(websocket).close(CloseCode.ROOM_DELETED, "no such room")
     except StoreError as error:
