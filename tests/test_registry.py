@@ -8,7 +8,7 @@ import pytest
 
 from collab_server.rooms.registry import RoomRegistry
 from collab_server.settings import Settings
-from persistence import RoomMissing
+from persistence import RoomMissing, RoomRecord, StoredLog
 from persistence.memory import MemoryStore
 
 pytestmark = pytest.mark.anyio
@@ -48,3 +48,77 @@ async def test_a_creating_lease_that_joins_a_load_which_may_not_create_still_get
         assert joined == "new"
         assert watched in ("new", "missing")
         assert await store.get_room("new") is not None
+
+
+class GatedStore(MemoryStore):
+    """A memory store whose reads wait for a gate: to stop a load half way, as a slow disk does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.gated: set[str] = set()  # the methods that wait for the gate
+        self.answering = asyncio.Event()  # set as a gated get_room answers, in the same step
+
+    async def get_room(self, room_id: str) -> RoomRecord | None:
+        if "get_room" in self.gated:
+            await self.gate.wait()
+            self.answering.set()
+        return await super().get_room(room_id)
+
+    async def load(self, room_id: str) -> StoredLog:
+        log = await super().load(room_id)  # read; the answer is still on its way
+        if "load" in self.gated:
+            await self.gate.wait()
+        return log
+
+
+async def test_an_editor_arriving_as_a_viewers_load_fails_gets_the_room_without_spinning() -> None:
+    store = GatedStore()
+    store.gated = {"get_room"}
+    async with RoomRegistry(store, Settings(store_url="memory://")) as registry:
+
+        async def viewer() -> str:
+            try:
+                async with registry.lease("x", create=False) as room:
+                    return room.id
+            except RoomMissing:
+                return "missing"
+
+        async def editor() -> str:
+            # Woken as the viewer's load finds nothing: it runs once that load has failed, and
+            # before the failed load is cleared away.
+            await store.answering.wait()
+            store.gated = set()
+            async with registry.lease("x") as room:
+                return room.id
+
+        watching = asyncio.create_task(viewer())
+        joining = asyncio.create_task(editor())
+        await asyncio.sleep(0.01)  # the viewer's load now waits in get_room
+        store.gate.set()
+        # A lease that spun on the failed load would hold the event loop here for good.
+        assert list(await asyncio.gather(watching, joining)) == ["missing", "x"]
+
+
+async def test_a_room_deleted_while_it_loads_does_not_come_back() -> None:
+    store = GatedStore()
+    await store.create_room("x", "x", None)
+    await store.append("x", b"\x00\x00")
+    async with RoomRegistry(store, Settings(store_url="memory://")) as registry:
+        store.gated = {"load"}
+
+        async def read() -> None:
+            async with registry.lease("x", create=False):
+                pass
+
+        reading = asyncio.create_task(read())
+        await asyncio.sleep(0.01)  # the load has read the room and waits for its log
+        store.gated = set()
+        assert await registry.delete("x") is True
+        store.gate.set()
+        with pytest.raises(RoomMissing):
+            await reading
+        assert registry.loaded("x") is None
+        with pytest.raises(RoomMissing):
+            async with registry.lease("x", create=False):
+                pass

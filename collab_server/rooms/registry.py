@@ -13,6 +13,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
+from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -55,6 +56,7 @@ class RoomRegistry(RoomListener):
         self._early: dict[str, list[BusMessage]] = {}  # bus messages for rooms still loading
         self._rooms: dict[str, Room] = {}
         self._loading: dict[str, asyncio.Task[Room]] = {}
+        self._forgotten: set[str] = set()  # deleted while their load was in flight
         self._idle_timers: dict[str, asyncio.TimerHandle] = {}
         self._compacting: set[str] = set()
         self._tasks: asyncio.TaskGroup | None = None
@@ -128,11 +130,13 @@ class RoomRegistry(RoomListener):
             if room is not None:
                 return room
             loading = self._loading.get(room_id)
+            if loading is not None and loading.done():
+                loading = None  # failed, and its entry not yet cleared: awaiting it would spin
             joined = loading is not None
             if loading is None:
                 loading = asyncio.create_task(self._load(room_id, create), name=f"load {room_id}")
                 self._loading[room_id] = loading
-                loading.add_done_callback(lambda _: self._loading.pop(room_id, None))
+                loading.add_done_callback(partial(self._load_done, room_id))
             try:
                 # Shielded: one caller giving up must not cancel the load the others wait for.
                 return await asyncio.shield(loading)
@@ -140,6 +144,10 @@ class RoomRegistry(RoomListener):
                 if not (create and joined):
                     raise
                 # The load joined was one that may not create; this caller may: load again.
+
+    def _load_done(self, room_id: str, task: asyncio.Task[Room]) -> None:
+        if self._loading.get(room_id) is task:  # not a newer load of the same room
+            del self._loading[room_id]
 
     async def _load(self, room_id: str, create: bool) -> Room:
         if self._bus is not None:
@@ -154,6 +162,7 @@ class RoomRegistry(RoomListener):
             raise
         finally:
             early = self._early.pop(room_id, [])
+            self._forgotten.discard(room_id)
         for message in early:
             self._on_bus(room_id, message)
         if self._bus is not None:
@@ -178,6 +187,8 @@ class RoomRegistry(RoomListener):
             log_bytes=log.log_bytes,
             listener=self,
         )
+        if room_id in self._forgotten:  # deleted after it was read: it must not come back
+            raise RoomMissing(f"room {room_id!r} was deleted while it was loading")
         self._rooms[room_id] = room
         if room.language != record.language:
             self.language_changed(room)  # the store's copy lags (a failed write, an old server)
@@ -266,8 +277,14 @@ class RoomRegistry(RoomListener):
             self._bus.publish(room_id, Kind.DELETED)
         return deleted
 
-    async def _forget(self, room_id: str) -> None:
-        """Drop a deleted room from memory and close its peers."""
+    async def _forget(self, room_id: str, only: Room | None = None) -> None:
+        """Drop a deleted room from memory and close its peers (`only` that room object: not a
+        newer room of the same id loaded meanwhile)."""
+        if only is not None and self._rooms.get(room_id) is not only:
+            return
+        loading = self._loading.get(room_id)
+        if loading is not None and not loading.done():
+            self._forgotten.add(room_id)
         room = self._rooms.pop(room_id, None)
         if room is not None:
             room.deleted = True
@@ -310,13 +327,13 @@ class RoomRegistry(RoomListener):
         except RoomMissing:
             # Deleted by another process while this one could not hear it say so.
             logger.info("room %s was deleted elsewhere", room.id)
-            await self._forget(room.id)
+            await self._forget(room.id, only=room)
             return
         room.catch_up(log)
 
     def room_missing(self, room: Room) -> None:
-        if self._rooms.get(room.id) is room:
-            self._start(self._forget(room.id), f"room {room.id}: forget")
+        if self._tasks is not None and self._rooms.get(room.id) is room:  # not shutting down
+            self._start(self._forget(room.id, only=room), f"room {room.id}: forget")
 
     def _on_bus(self, room_id: str, message: BusMessage) -> None:
         room = self._rooms.get(room_id)

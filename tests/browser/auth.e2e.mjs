@@ -232,5 +232,11 @@ await runAndFinish({ browser, pages, problems, artifacts }, async () => {
   }
   check(sockets.get('Cy')[0] === `${origin.replace(/^http/, 'ws')}/ws/${roomId}`, `Cy's first socket should carry no token: ${sockets.get('Cy')[0]}`)
 
+  // Last (its socket carries the cut token): one cut short replaces no room's own token either.
+  await v.goto('about:blank')
+  await v.goto(`${roomUrl}#token=${viewerToken.slice(0, 30)}`)
+  await waitConnection(v, 'denied')
+  check(await storedToken(v) === viewerToken, 'a token cut short must not replace this room\'s own')
+
   console.log(JSON.stringify({ result: { room: roomId, text: both, seconds: elapsed() } }))
 })

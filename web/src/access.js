@@ -70,15 +70,15 @@ export function takeToken (roomId = null) {
 }
 
 /**
- * Remember `token` for the pages it opens; returns it trimmed (null when blank). Given on the
- * page of `roomId`, it also drops a token remembered for that room alone, which would otherwise
- * hide it there from now on.
+ * Remember `token` for the pages it opens; returns it trimmed (null when blank). A token for
+ * every room given on the page of `roomId` also drops the token remembered for that room alone,
+ * which would otherwise hide it there from now on.
  */
 export function saveToken (token, roomId = null) {
   const cleaned = token.trim()
   if (!cleaned) return null
   const key = keyFor(cleaned)
-  if (roomId !== null && key !== `${TOKEN_KEY}.${roomId}`) remove(`${TOKEN_KEY}.${roomId}`)
+  if (roomId !== null && key === TOKEN_KEY) remove(`${TOKEN_KEY}.${roomId}`)
   if (key === null) return cleaned
   try {
     localStorage.setItem(key, cleaned)
