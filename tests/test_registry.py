@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from collab_server.rooms.registry import RoomRegistry
+from collab_server.rooms.room import Room
 from collab_server.settings import Settings
 from persistence import RoomMissing, RoomRecord, StoredLog
 from persistence.memory import MemoryStore
@@ -51,30 +52,40 @@ async def test_a_creating_lease_that_joins_a_load_which_may_not_create_still_get
 
 
 class GatedStore(MemoryStore):
-    """A memory store whose reads wait for a gate: to stop a load half way, as a slow disk does."""
+    """A memory store whose methods named in `gates` wait for their gate to open: to stop a load
+    or a deletion half way, as a slow disk does."""
 
-    def __init__(self) -> None:
+    def __init__(self, *gated: str) -> None:
         super().__init__()
-        self.gate = asyncio.Event()
-        self.gated: set[str] = set()  # the methods that wait for the gate
+        self.gates = {name: asyncio.Event() for name in gated}
         self.answering = asyncio.Event()  # set as a gated get_room answers, in the same step
 
+    async def _pass(self, name: str) -> None:
+        gate = self.gates.get(name)
+        if gate is not None:
+            await gate.wait()
+
     async def get_room(self, room_id: str) -> RoomRecord | None:
-        if "get_room" in self.gated:
-            await self.gate.wait()
-            self.answering.set()
+        await self._pass("get_room")
+        self.answering.set()
         return await super().get_room(room_id)
+
+    async def ensure_room(self, room_id: str) -> RoomRecord:
+        await self._pass("ensure_room")
+        return await super().ensure_room(room_id)
+
+    async def delete_room(self, room_id: str) -> bool:
+        await self._pass("delete_room")
+        return await super().delete_room(room_id)
 
     async def load(self, room_id: str) -> StoredLog:
         log = await super().load(room_id)  # read; the answer is still on its way
-        if "load" in self.gated:
-            await self.gate.wait()
+        await self._pass("load")
         return log
 
 
 async def test_an_editor_arriving_as_a_viewers_load_fails_gets_the_room_without_spinning() -> None:
-    store = GatedStore()
-    store.gated = {"get_room"}
+    store = GatedStore("get_room")
     async with RoomRegistry(store, Settings(store_url="memory://")) as registry:
 
         async def viewer() -> str:
@@ -88,16 +99,50 @@ async def test_an_editor_arriving_as_a_viewers_load_fails_gets_the_room_without_
             # Woken as the viewer's load finds nothing: it runs once that load has failed, and
             # before the failed load is cleared away.
             await store.answering.wait()
-            store.gated = set()
             async with registry.lease("x") as room:
                 return room.id
 
         watching = asyncio.create_task(viewer())
         joining = asyncio.create_task(editor())
         await asyncio.sleep(0.01)  # the viewer's load now waits in get_room
-        store.gate.set()
+        store.gates["get_room"].set()
         # A lease that spun on the failed load would hold the event loop here for good.
         assert list(await asyncio.gather(watching, joining)) == ["missing", "x"]
+
+
+async def test_leases_share_one_room_after_a_failed_load_was_replaced() -> None:
+    store = GatedStore("get_room", "ensure_room")
+    async with RoomRegistry(store, Settings(store_url="memory://")) as registry:
+        rooms: list[Room] = []
+        leave = asyncio.Event()
+
+        async def viewer() -> None:
+            with pytest.raises(RoomMissing):
+                async with registry.lease("x", create=False):
+                    pass
+
+        async def editor(after: asyncio.Event | None = None) -> None:
+            if after is not None:
+                await after.wait()
+            async with registry.lease("x") as room:
+                rooms.append(room)
+                await leave.wait()
+
+        watching = asyncio.create_task(viewer())
+        # Arrives just as the viewer's load fails, and starts a load of its own, which then
+        # waits in ensure_room while the failed load is cleared away.
+        first = asyncio.create_task(editor(after=store.answering))
+        await asyncio.sleep(0.01)
+        store.gates["get_room"].set()
+        await watching
+        await asyncio.sleep(0.01)
+        second = asyncio.create_task(editor())  # must join the first editor's load
+        await asyncio.sleep(0.01)
+        store.gates["ensure_room"].set()
+        await asyncio.sleep(0.01)
+        leave.set()
+        await asyncio.gather(first, second)
+        assert len(rooms) == 2 and rooms[0] is rooms[1]
 
 
 async def test_a_room_deleted_while_it_loads_does_not_come_back() -> None:
@@ -105,7 +150,7 @@ async def test_a_room_deleted_while_it_loads_does_not_come_back() -> None:
     await store.create_room("x", "x", None)
     await store.append("x", b"\x00\x00")
     async with RoomRegistry(store, Settings(store_url="memory://")) as registry:
-        store.gated = {"load"}
+        store.gates["load"] = asyncio.Event()
 
         async def read() -> None:
             async with registry.lease("x", create=False):
@@ -113,12 +158,25 @@ async def test_a_room_deleted_while_it_loads_does_not_come_back() -> None:
 
         reading = asyncio.create_task(read())
         await asyncio.sleep(0.01)  # the load has read the room and waits for its log
-        store.gated = set()
         assert await registry.delete("x") is True
-        store.gate.set()
+        store.gates["load"].set()
         with pytest.raises(RoomMissing):
             await reading
         assert registry.loaded("x") is None
         with pytest.raises(RoomMissing):
             async with registry.lease("x", create=False):
                 pass
+
+
+async def test_a_load_that_starts_while_a_delete_is_under_way_fails() -> None:
+    store = GatedStore("delete_room")
+    await store.create_room("x", "x", None)
+    async with RoomRegistry(store, Settings(store_url="memory://")) as registry:
+        deleting = asyncio.create_task(registry.delete("x"))
+        await asyncio.sleep(0.01)  # the delete waits in the store; the room is still there
+        with pytest.raises(RoomMissing):
+            async with registry.lease("x", create=False):
+                pass
+        store.gates["delete_room"].set()
+        assert await deleting is True
+        assert registry.loaded("x") is None and await store.get_room("x") is None

@@ -57,6 +57,7 @@ class RoomRegistry(RoomListener):
         self._rooms: dict[str, Room] = {}
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._forgotten: set[str] = set()  # deleted while their load was in flight
+        self._deleting: set[str] = set()  # being deleted: no load of these may finish
         self._idle_timers: dict[str, asyncio.TimerHandle] = {}
         self._compacting: set[str] = set()
         self._tasks: asyncio.TaskGroup | None = None
@@ -150,11 +151,11 @@ class RoomRegistry(RoomListener):
             del self._loading[room_id]
 
     async def _load(self, room_id: str, create: bool) -> Room:
-        if self._bus is not None:
-            # Subscribed before reading the store: nothing published meanwhile is missed.
-            self._early[room_id] = []
-            await self._bus.subscribe(room_id, lambda message: self._on_bus(room_id, message))
         try:
+            if self._bus is not None:
+                # Subscribed before reading the store: nothing published meanwhile is missed.
+                self._early[room_id] = []
+                await self._bus.subscribe(room_id, lambda message: self._on_bus(room_id, message))
             room = await self._read(room_id, create)
         except Exception:
             if self._bus is not None:
@@ -170,6 +171,7 @@ class RoomRegistry(RoomListener):
         return room
 
     async def _read(self, room_id: str, create: bool) -> Room:
+        self._check_not_deleted(room_id)  # before ensure_room, which would make it again
         if create:
             record = await self.store.ensure_room(room_id)
         elif (found := await self.store.get_room(room_id)) is not None:
@@ -187,8 +189,7 @@ class RoomRegistry(RoomListener):
             log_bytes=log.log_bytes,
             listener=self,
         )
-        if room_id in self._forgotten:  # deleted after it was read: it must not come back
-            raise RoomMissing(f"room {room_id!r} was deleted while it was loading")
+        self._check_not_deleted(room_id)  # deleted after it was read: it must not come back
         self._rooms[room_id] = room
         if room.language != record.language:
             self.language_changed(room)  # the store's copy lags (a failed write, an old server)
@@ -196,6 +197,10 @@ class RoomRegistry(RoomListener):
             "room %s loaded (%d log updates, %d bytes)", room_id, len(log.updates), log.log_bytes
         )
         return room
+
+    def _check_not_deleted(self, room_id: str) -> None:
+        if room_id in self._forgotten or room_id in self._deleting:
+            raise RoomMissing(f"room {room_id!r} was deleted while it was loading")
 
     # -- background work ----------------------------------------------------------------------
 
@@ -271,8 +276,12 @@ class RoomRegistry(RoomListener):
 
     async def delete(self, room_id: str) -> bool:
         """Delete a room and its history, closing its peers; False if it did not exist."""
-        await self._forget(room_id)
-        deleted = await self.store.delete_room(room_id)
+        self._deleting.add(room_id)
+        try:
+            await self._forget(room_id)
+            deleted = await self.store.delete_room(room_id)
+        finally:
+            self._deleting.discard(room_id)
         if self._bus is not None:
             self._bus.publish(room_id, Kind.DELETED)
         return deleted
