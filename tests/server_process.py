@@ -42,6 +42,11 @@ class ServerProcess:
         self.process.send_signal(signal.SIGKILL)
 
 
+def serve_command(port: int) -> list[str]:
+    """`collab-server serve` on `port`, run by this interpreter."""
+    return [sys.executable, "-m", "collab_server", "serve", "--port", str(port)]
+
+
 @asynccontextmanager
 async def server_process(
     env: dict[str, str], port: int | None = None
@@ -49,13 +54,7 @@ async def server_process(
     """Start the server with `COLLAB_*` settings from `env`; stop it (SIGTERM) on exit."""
     port = port or free_port()
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "collab_server",
-        "serve",
-        "--port",
-        str(port),
-        env={**os.environ, "COLLAB_LOG_LEVEL": "warning", **env},
+        *serve_command(port), env={**os.environ, "COLLAB_LOG_LEVEL": "warning", **env}
     )
     server = ServerProcess(process, port)
     try:

@@ -14,7 +14,7 @@ import pytest
 
 from collab_server.cli import JsonLogFormatter
 from tests.polling import poll
-from tests.server_process import free_port
+from tests.server_process import free_port, serve_command
 
 pytestmark = pytest.mark.anyio
 
@@ -39,12 +39,7 @@ def test_a_record_becomes_one_json_line_with_its_error() -> None:
 async def test_the_server_logs_json_lines() -> None:
     port = free_port()
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "collab_server",
-        "serve",
-        "--port",
-        str(port),
+        *serve_command(port),
         env={
             **os.environ,
             "COLLAB_LOG_FORMAT": "json",
