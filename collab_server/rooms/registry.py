@@ -57,7 +57,6 @@ class RoomRegistry(RoomListener):
         self._rooms: dict[str, Room] = {}
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._forgotten: set[str] = set()  # deleted while their load was in flight
-        self._deleting: set[str] = set()  # being deleted: no load of these may finish
         self._idle_timers: dict[str, asyncio.TimerHandle] = {}
         self._compacting: set[str] = set()
         self._tasks: asyncio.TaskGroup | None = None
@@ -171,7 +170,6 @@ class RoomRegistry(RoomListener):
         return room
 
     async def _read(self, room_id: str, create: bool) -> Room:
-        self._check_not_deleted(room_id)  # before ensure_room, which would make it again
         if create:
             record = await self.store.ensure_room(room_id)
         elif (found := await self.store.get_room(room_id)) is not None:
@@ -189,7 +187,8 @@ class RoomRegistry(RoomListener):
             log_bytes=log.log_bytes,
             listener=self,
         )
-        self._check_not_deleted(room_id)  # deleted after it was read: it must not come back
+        if room_id in self._forgotten:  # deleted after it was read: it must not come back
+            raise RoomMissing(f"room {room_id!r} was deleted while it was loading")
         self._rooms[room_id] = room
         if room.language != record.language:
             self.language_changed(room)  # the store's copy lags (a failed write, an old server)
@@ -197,10 +196,6 @@ class RoomRegistry(RoomListener):
             "room %s loaded (%d log updates, %d bytes)", room_id, len(log.updates), log.log_bytes
         )
         return room
-
-    def _check_not_deleted(self, room_id: str) -> None:
-        if room_id in self._forgotten or room_id in self._deleting:
-            raise RoomMissing(f"room {room_id!r} was deleted while it was loading")
 
     # -- background work ----------------------------------------------------------------------
 
@@ -276,12 +271,10 @@ class RoomRegistry(RoomListener):
 
     async def delete(self, room_id: str) -> bool:
         """Delete a room and its history, closing its peers; False if it did not exist."""
-        self._deleting.add(room_id)
-        try:
-            await self._forget(room_id)
-            deleted = await self.store.delete_room(room_id)
-        finally:
-            self._deleting.discard(room_id)
+        await self._forget(room_id)
+        deleted = await self.store.delete_room(room_id)
+        # Again: what loaded (or began loading) while the store deleted is gone as well.
+        await self._forget(room_id)
         if self._bus is not None:
             self._bus.publish(room_id, Kind.DELETED)
         return deleted
