@@ -160,14 +160,13 @@ async def _receive(
 ) -> tuple[int, str]:
     """Handle the client's messages until it leaves (code 0) or must be closed (code, reason).
 
-    A viewer's updates are dropped, not refused: its client sends its state in sync step 2 on
-    every connect, and a close would only make it reconnect and send it again.
+    A viewer's updates are dropped unread, not refused: its client sends its state in sync step 2
+    on every connect, and a close would only make it reconnect and send it again.
     """
     max_bytes = settings.max_message_bytes
     throttle = Throttle(settings.client_messages_per_second)
     throttled = False
     handled = 0
-    told_ignored = False
     while True:
         event = await websocket.receive()
         if event["type"] == "websocket.disconnect":
@@ -183,17 +182,11 @@ async def _receive(
             return CloseCode.MESSAGE_TOO_BIG, f"message larger than {max_bytes} bytes"
         try:
             message = decode_message(data)
-            if isinstance(message, SyncUpdate | SyncStep2):
-                room.check_update(message.update)
-                if writable:
-                    await intake.put(message.update)
-                elif not told_ignored:
-                    told_ignored = True
-                    logger.debug(
-                        "room %s peer %s: a viewer; its updates are dropped", room.id, peer.id
-                    )
-            else:
+            if not isinstance(message, SyncUpdate | SyncStep2):
                 room.receive(peer, message)
+            elif writable:
+                room.check_update(message.update)
+                await intake.put(message.update)
         except ProtocolError as error:
             return _close_reason(room, peer, error)
         if peer.closing:
