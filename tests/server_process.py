@@ -42,9 +42,13 @@ class ServerProcess:
         self.process.send_signal(signal.SIGKILL)
 
 
+def cli_command(*arguments: str) -> list[str]:
+    """`collab-server ARGUMENTS`, run by this interpreter."""
+    return [sys.executable, "-m", "collab_server", *arguments]
+
+
 def serve_command(port: int) -> list[str]:
-    """`collab-server serve` on `port`, run by this interpreter."""
-    return [sys.executable, "-m", "collab_server", "serve", "--port", str(port)]
+    return cli_command("serve", "--port", str(port))
 
 
 @asynccontextmanager

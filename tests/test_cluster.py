@@ -17,7 +17,7 @@ from collab_server.settings import Settings
 from tests.conftest import RunningServer, run_server
 from tests.polling import poll
 from tests.postgres import TcpProxy
-from tests.yclient import yclient
+from tests.yclient import newcomer_sees, yclient
 
 pytestmark = pytest.mark.anyio
 
@@ -125,8 +125,7 @@ async def test_a_process_cut_off_from_redis_catches_up_from_the_store(postgres_u
         await bob.wait_until(lambda: str(bob.text) == "before;")
         proxy.cut()  # B hears nothing from Redis now, and cannot publish either
         alice.text.insert(7, "during;")
-        async with yclient(a.ws_url, room) as witness:
-            await witness.wait_until(lambda: str(witness.text) == "before;during;")
+        await newcomer_sees(a.ws_url, room, "before;during;")
         assert str(bob.text) == "before;"
         proxy.restore()
         # B reconnects, and reads from the store what it missed while cut off.
@@ -180,8 +179,7 @@ async def test_a_process_started_without_redis_catches_up_once_it_is_there(
             yclient(a.ws_url, room) as alice,
         ):
             alice.text.insert(0, "typed while B had no bus")
-            async with yclient(a.ws_url, room) as witness:
-                await witness.wait_until(lambda: str(witness.text) == "typed while B had no bus")
+            await newcomer_sees(a.ws_url, room, "typed while B had no bus")
             assert str(bob.text) == ""
             proxy.restore()
             await bob.wait_until(lambda: str(bob.text) == "typed while B had no bus", limit=20)

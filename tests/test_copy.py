@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import sys
 from pathlib import Path
 
 import anyio
@@ -22,6 +21,7 @@ from persistence import BUFFERED, StoreUnavailable, open_store
 from persistence.copy import copy_rooms
 from persistence.memory import MemoryStore
 from tests.conftest import run_server
+from tests.server_process import cli_command
 from tests.yclient import yclient
 
 pytestmark = pytest.mark.anyio
@@ -103,10 +103,7 @@ async def test_copy_moves_rooms_from_sqlite_to_postgres_intact(
 async def collab_server(*arguments: str) -> tuple[int, str]:
     """Run the real command; its exit code and what it printed (stdout and stderr)."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "collab_server",
-        *arguments,
+        *cli_command(*arguments),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )

@@ -15,6 +15,15 @@ from persistence.memory import MemoryStore
 pytestmark = pytest.mark.anyio
 
 
+async def watch(registry: RoomRegistry, room_id: str) -> str:
+    """A viewer's lease: the room's id, or "missing"."""
+    try:
+        async with registry.lease(room_id, create=False) as room:
+            return room.id
+    except RoomMissing:
+        return "missing"
+
+
 async def test_a_lease_that_may_not_create_finds_no_room_and_makes_none() -> None:
     store = MemoryStore()
     async with RoomRegistry(store, Settings(store_url="memory://")) as registry:
@@ -34,18 +43,13 @@ async def test_a_creating_lease_that_joins_a_load_which_may_not_create_still_get
     store = MemoryStore()
     async with RoomRegistry(store, Settings(store_url="memory://")) as registry:
 
-        async def watch() -> str:
-            try:
-                async with registry.lease("new", create=False) as room:
-                    return room.id
-            except RoomMissing:
-                return "missing"
-
         async def join() -> str:
             async with registry.lease("new") as room:
                 return room.id
 
-        watched, joined = await asyncio.gather(watch(), join())  # the viewer's load goes first
+        watched, joined = await asyncio.gather(
+            watch(registry, "new"), join()
+        )  # the viewer's load goes first
         assert joined == "new"
         assert watched in ("new", "missing")
         assert await store.get_room("new") is not None
@@ -88,13 +92,6 @@ async def test_an_editor_arriving_as_a_viewers_load_fails_gets_the_room_without_
     store = GatedStore("get_room")
     async with RoomRegistry(store, Settings(store_url="memory://")) as registry:
 
-        async def viewer() -> str:
-            try:
-                async with registry.lease("x", create=False) as room:
-                    return room.id
-            except RoomMissing:
-                return "missing"
-
         async def editor() -> str:
             # Woken as the viewer's load finds nothing: it runs once that load has failed, and
             # before the failed load is cleared away.
@@ -102,7 +99,7 @@ async def test_an_editor_arriving_as_a_viewers_load_fails_gets_the_room_without_
             async with registry.lease("x") as room:
                 return room.id
 
-        watching = asyncio.create_task(viewer())
+        watching = asyncio.create_task(watch(registry, "x"))
         joining = asyncio.create_task(editor())
         await asyncio.sleep(0.01)  # the viewer's load now waits in get_room
         store.gates["get_room"].set()
@@ -116,11 +113,6 @@ async def test_leases_share_one_room_after_a_failed_load_was_replaced() -> None:
         rooms: list[Room] = []
         leave = asyncio.Event()
 
-        async def viewer() -> None:
-            with pytest.raises(RoomMissing):
-                async with registry.lease("x", create=False):
-                    pass
-
         async def editor(after: asyncio.Event | None = None) -> None:
             if after is not None:
                 await after.wait()
@@ -128,13 +120,13 @@ async def test_leases_share_one_room_after_a_failed_load_was_replaced() -> None:
                 rooms.append(room)
                 await leave.wait()
 
-        watching = asyncio.create_task(viewer())
+        watching = asyncio.create_task(watch(registry, "x"))
         # Arrives just as the viewer's load fails, and starts a load of its own, which then
         # waits in ensure_room while the failed load is cleared away.
         first = asyncio.create_task(editor(after=store.answering))
         await asyncio.sleep(0.01)
         store.gates["get_room"].set()
-        await watching
+        assert await watching == "missing"
         await asyncio.sleep(0.01)
         second = asyncio.create_task(editor())  # must join the first editor's load
         await asyncio.sleep(0.01)

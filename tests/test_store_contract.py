@@ -22,21 +22,20 @@ STORES = ["memory", "sqlite", "postgresql"]
 DURABLE = ["sqlite", "postgresql"]
 
 
-def _url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if kind == "memory":
+async def _empty_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty store of the kind the fixture's parameter names."""
+    if request.param == "memory":
         return "memory://"
-    if kind == "sqlite":
+    if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/store.db"
     url: str = request.getfixturevalue("postgres_url")
+    await postgres.clear(url)
     return url
 
 
 @pytest.fixture(params=STORES)
 async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    url = _url(request.param, request, tmp_path)
-    if request.param == "postgresql":
-        await postgres.clear(url)
-    return url
+    return await _empty_store_url(request, tmp_path)
 
 
 @pytest.fixture
@@ -265,10 +264,7 @@ async def test_compact_of_a_missing_room_raises(store: Store) -> None:
 
 @pytest.fixture(params=DURABLE)
 async def durable_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    url = _url(request.param, request, tmp_path)
-    if request.param == "postgresql":
-        await postgres.clear(url)
-    return url
+    return await _empty_store_url(request, tmp_path)
 
 
 async def _reopened(url: str, work: Callable[[Store], Awaitable[None]]) -> None:

@@ -29,7 +29,7 @@ from collab_server.protocol import (
 from collab_server.settings import Settings
 from tests.conftest import RunningServer, run_server
 from tests.polling import poll
-from tests.yclient import YClient, yclient
+from tests.yclient import YClient, newcomer_sees, yclient
 
 pytestmark = pytest.mark.anyio
 
@@ -282,8 +282,7 @@ async def test_a_client_over_its_message_rate_is_read_slower_and_loses_nothing()
             flooder.protocol.send_binary(encode_awareness_message(encode_awareness([entry])))
         flooder.send_data()
         reader.text.insert(0, "still typing")  # the room still syncs while the flood is read
-        async with yclient(server.ws_url, "flood") as witness:
-            await witness.wait_until(lambda: str(witness.text) == "still typing")
+        await newcomer_sees(server.ws_url, "flood", "still typing")
         await reader.wait_until(lambda: reader.awareness.get(777) == {"cursor": 300}, limit=20)
         assert reader.close_code is None and flooder.close_code is None
         assert server.registry.metrics.connections_throttled == 1
@@ -302,8 +301,7 @@ async def test_deleting_a_room_closes_its_peers_with_4404(server: RunningServer)
 async def test_idle_room_unloads_and_keeps_its_content(server: RunningServer) -> None:
     async with yclient(server.ws_url, "idle") as client:
         client.text.insert(0, "persisted")
-        async with yclient(server.ws_url, "idle") as witness:
-            await witness.wait_until(lambda: str(witness.text) == "persisted")
+        await newcomer_sees(server.ws_url, "idle", "persisted")
     # The registry has no event for this (the idle delay is 0.2 s).
     await poll(lambda: server.registry.loaded("idle") is None)
     async with yclient(server.ws_url, "idle") as again:

@@ -144,3 +144,9 @@ async def yclient(
                 yield client
             finally:
                 tasks.cancel_scope.cancel()
+
+
+async def newcomer_sees(ws_url: str, room: str, text: str) -> None:
+    """A client that joins now gets `text`: the server holds it."""
+    async with yclient(ws_url, room) as newcomer:
+        await newcomer.wait_until(lambda: str(newcomer.text) == text)
