@@ -62,11 +62,17 @@ class GatedStore(MemoryStore):
     def __init__(self, *gated: str) -> None:
         super().__init__()
         self.gates = {name: asyncio.Event() for name in gated}
+        self.arrived = {name: asyncio.Event() for name in gated}  # a call waits at the gate
         self.answering = asyncio.Event()  # set as a gated get_room answers, in the same step
+
+    def gate(self, name: str) -> None:
+        self.gates[name] = asyncio.Event()
+        self.arrived[name] = asyncio.Event()
 
     async def _pass(self, name: str) -> None:
         gate = self.gates.get(name)
         if gate is not None:
+            self.arrived[name].set()
             await gate.wait()
 
     async def get_room(self, room_id: str) -> RoomRecord | None:
@@ -101,7 +107,7 @@ async def test_an_editor_arriving_as_a_viewers_load_fails_gets_the_room_without_
 
         watching = asyncio.create_task(watch(registry, "x"))
         joining = asyncio.create_task(editor())
-        await asyncio.sleep(0.01)  # the viewer's load now waits in get_room
+        await store.arrived["get_room"].wait()  # the viewer's load waits in get_room
         store.gates["get_room"].set()
         # A lease that spun on the failed load would hold the event loop here for good.
         assert list(await asyncio.gather(watching, joining)) == ["missing", "x"]
@@ -110,31 +116,31 @@ async def test_an_editor_arriving_as_a_viewers_load_fails_gets_the_room_without_
 async def test_leases_share_one_room_after_a_failed_load_was_replaced() -> None:
     store = GatedStore("get_room", "ensure_room")
     async with RoomRegistry(store, Settings(store_url="memory://")) as registry:
-        rooms: list[Room] = []
         leave = asyncio.Event()
 
-        async def editor(after: asyncio.Event | None = None) -> None:
-            if after is not None:
-                await after.wait()
+        async def editor(after: asyncio.Event, asking: asyncio.Event) -> Room:
+            await after.wait()
+            asking.set()  # it asks now, and the lease joins or starts a load before it suspends
             async with registry.lease("x") as room:
-                rooms.append(room)
                 await leave.wait()
+                return room
 
         watching = asyncio.create_task(watch(registry, "x"))
         # Arrives just as the viewer's load fails, and starts a load of its own, which then
         # waits in ensure_room while the failed load is cleared away.
-        first = asyncio.create_task(editor(after=store.answering))
-        await asyncio.sleep(0.01)
+        first = asyncio.create_task(editor(store.answering, asyncio.Event()))
+        await store.arrived["get_room"].wait()
         store.gates["get_room"].set()
         assert await watching == "missing"
-        await asyncio.sleep(0.01)
-        second = asyncio.create_task(editor())  # must join the first editor's load
-        await asyncio.sleep(0.01)
+        await store.arrived["ensure_room"].wait()
+        go, second_asked = asyncio.Event(), asyncio.Event()
+        second = asyncio.create_task(editor(go, second_asked))  # must join the first's load
+        go.set()
+        await second_asked.wait()
         store.gates["ensure_room"].set()
-        await asyncio.sleep(0.01)
         leave.set()
-        await asyncio.gather(first, second)
-        assert len(rooms) == 2 and rooms[0] is rooms[1]
+        rooms = list(await asyncio.gather(first, second))
+        assert rooms[0] is rooms[1]
 
 
 async def test_a_room_deleted_while_it_loads_does_not_come_back() -> None:
@@ -142,18 +148,12 @@ async def test_a_room_deleted_while_it_loads_does_not_come_back() -> None:
     await store.create_room("x", "x", None)
     await store.append("x", b"\x00\x00")
     async with RoomRegistry(store, Settings(store_url="memory://")) as registry:
-        store.gates["load"] = asyncio.Event()
-
-        async def read() -> None:
-            async with registry.lease("x", create=False):
-                pass
-
-        reading = asyncio.create_task(read())
-        await asyncio.sleep(0.01)  # the load has read the room and waits for its log
+        store.gate("load")
+        reading = asyncio.create_task(watch(registry, "x"))
+        await store.arrived["load"].wait()  # the load has read the room; its log is on the way
         assert await registry.delete("x") is True
         store.gates["load"].set()
-        with pytest.raises(RoomMissing):
-            await reading
+        assert await reading == "missing"
         assert registry.loaded("x") is None
         with pytest.raises(RoomMissing):
             async with registry.lease("x", create=False):
@@ -165,7 +165,7 @@ async def test_a_room_loaded_while_a_delete_is_under_way_is_gone_once_it_returns
     await store.create_room("x", "x", None)
     async with RoomRegistry(store, Settings(store_url="memory://")) as registry:
         deleting = asyncio.create_task(registry.delete("x"))
-        await asyncio.sleep(0.01)  # the delete waits in the store; the room is still there
+        await store.arrived["delete_room"].wait()  # the room is still in the store
         async with registry.lease("x", create=False) as room:
             pass
         store.gates["delete_room"].set()
