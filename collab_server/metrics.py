@@ -20,6 +20,8 @@ class Metrics:
     connections_throttled: int = 0  # connections that went over COLLAB_CLIENT_MESSAGES_PER_SECOND
     connections_closed: Counter[int] = field(default_factory=Counter)  # by the close code we sent
     completions: Counter[str] = field(default_factory=Counter)  # by outcome
+    updates_refused: Counter[str] = field(default_factory=Counter)  # by the rule they broke
+    rooms_broken: int = 0  # rooms dropped from memory after yrs failed on a stored update
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class Gauges:
     rooms_loaded: int
     peers: int
     store_ready: bool
+    rooms_quarantined: int
 
 
 def exposition(metrics: Metrics, gauges: Gauges) -> str:
@@ -78,6 +81,26 @@ def exposition(metrics: Metrics, gauges: Gauges) -> str:
             (f'{{code="{code}"}}', count)
             for code, count in sorted(metrics.connections_closed.items())
         ],
+    )
+    family(
+        "collab_rooms_quarantined",
+        "gauge",
+        "Rooms whose stored log cannot be replayed, refused until an admin recovers them.",
+        [("", gauges.rooms_quarantined)],
+    )
+    family(
+        "collab_updates_refused_total",
+        "counter",
+        "Document updates refused before they were stored, by rule (malformed, limits, depth, "
+        "surrogate_split, unsupported, pending, crdt).",
+        [(f'{{rule="{rule}"}}', n) for rule, n in sorted(metrics.updates_refused.items())],
+    )
+    family(
+        "collab_rooms_reloaded_total",
+        "counter",
+        "Rooms dropped from memory (their clients reconnect) because the CRDT core failed on a "
+        "stored update and the document could not be rebuilt at once.",
+        [("", metrics.rooms_broken)],
     )
     family(
         "collab_completions_total",

@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from collab_server.auth import MIN_SECRET_LENGTH
+from collab_server.protocol.update import UpdateLimits
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -38,6 +39,31 @@ class Settings(BaseSettings):
     )
     max_message_bytes: int = Field(
         8 * 1024 * 1024, ge=1024, description="Largest WebSocket message a client may send."
+    )
+    update_max_depth: int = Field(
+        128,
+        ge=8,
+        le=1024,
+        description="Deepest nesting of values (lib0 any, JSON) and of shared types in a document "
+        "that an update may make; deeper updates are refused with 4422 (yrs recurses over both).",
+    )
+    update_max_structs: int = Field(
+        200_000, ge=1000, description="Most items (structs) one update may carry."
+    )
+    update_max_delete_ranges: int = Field(
+        200_000, ge=1000, description="Most delete ranges one update may carry."
+    )
+    update_max_unmerged_run: int = Field(
+        4096,
+        ge=64,
+        description="Most consecutive one-client items in an update that yrs merges into one "
+        "(its cost is quadratic in them; Yjs always sends them merged).",
+    )
+    room_max_pending_items: int = Field(
+        1000,
+        ge=0,
+        description="Items a room may hold that wait for updates nobody sent yet; an update that "
+        "would leave more waiting is refused with 4422.",
     )
     client_messages_per_second: float = Field(
         1000.0,
@@ -137,6 +163,16 @@ class Settings(BaseSettings):
                 "'import secrets; print(secrets.token_urlsafe(32))'"
             )
         return secret
+
+    @property
+    def update_limits(self) -> UpdateLimits:
+        return UpdateLimits(
+            max_structs=self.update_max_structs,
+            max_delete_ranges=self.update_max_delete_ranges,
+            max_depth=self.update_max_depth,
+            max_unmerged_run=self.update_max_unmerged_run,
+            max_pending_items=self.room_max_pending_items,
+        )
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -99,6 +99,10 @@ class Store(Protocol):
     async def append_many(self, room_id: str, updates: list[bytes]) -> list[int]:
         """Append updates in order, in the same batch; their sequence numbers, as `append`."""
 
+    async def discard(self, room_id: str, seqs: list[int]) -> int:
+        """Remove these updates from the log (ones the server could not apply after storing
+        them, before anyone saw them); return how many were still there to remove."""
+
     async def compact(self, room_id: str, snapshot: bytes, through_seq: int) -> bool:
         """Replace the updates up to `through_seq` by `snapshot`, atomically.
 

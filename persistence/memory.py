@@ -94,6 +94,12 @@ class MemoryStore:
     async def append_many(self, room_id: str, updates: list[bytes]) -> list[int]:
         return [await self.append(room_id, update) for update in updates]
 
+    async def discard(self, room_id: str, seqs: list[int]) -> int:
+        room = self._room(room_id)
+        before = len(room.log)
+        room.log = [(seq, data) for seq, data in room.log if seq not in seqs]
+        return before - len(room.log)
+
     async def compact(self, room_id: str, snapshot: bytes, through_seq: int) -> bool:
         room = self._room(room_id)
         if room.snapshot_seq >= through_seq:

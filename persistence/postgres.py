@@ -252,6 +252,23 @@ class PostgresStore:
             )
         return StoredLog(snapshot, [row["data"] for row in rows], last_seq)
 
+    async def discard(self, room_id: str, seqs: list[int]) -> int:
+        async with self._connection() as conn, conn.transaction():
+            removed: int = await conn.fetchval(
+                "WITH gone AS ("
+                " DELETE FROM updates WHERE room = $1 AND seq = any($2::bigint[])"
+                " RETURNING octet_length(data) AS size),"
+                " counted AS ("
+                " UPDATE rooms SET"
+                " log_rows = log_rows - (SELECT count(*) FROM gone),"
+                " log_bytes = log_bytes - (SELECT coalesce(sum(size), 0) FROM gone)"
+                " WHERE id = $1)"
+                " SELECT count(*) FROM gone",
+                room_id,
+                seqs,
+            )
+        return removed
+
     async def compact(self, room_id: str, snapshot: bytes, through_seq: int) -> bool:
         async with self._connection() as conn, conn.transaction():
             # The room's row lock orders this against appends and other compactions of the room.

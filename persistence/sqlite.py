@@ -330,6 +330,16 @@ class SQLiteStore:
         # A transaction gives the snapshot and the log rows from one consistent view.
         return await self._run(lambda: self._transaction(work))
 
+    async def discard(self, room_id: str, seqs: list[int]) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            removed = conn.executemany(
+                "DELETE FROM updates WHERE room = ? AND seq = ?",
+                zip(repeat(room_id), seqs, strict=False),
+            )
+            return removed.rowcount
+
+        return await self._run(lambda: self._transaction(work))
+
     async def compact(self, room_id: str, snapshot: bytes, through_seq: int) -> bool:
         def work(conn: sqlite3.Connection) -> bool:
             row = conn.execute(

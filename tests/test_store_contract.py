@@ -210,6 +210,22 @@ async def test_load_of_a_missing_room_raises(store: Store) -> None:
         await store.load("ghost")
 
 
+# -- discarding refused updates ----------------------------------------------------------------
+
+
+async def test_discard_removes_those_updates_only(store: Store) -> None:
+    await store.create_room("r1", "r1", None)
+    seqs = await store.append_many("r1", [b"u1", b"bad2", b"bad3", b"u4"])
+    assert await store.discard("r1", seqs[1:3]) == 2
+    assert await store.discard("r1", seqs[1:3]) == 0  # gone already
+    log = await store.load("r1")
+    assert (log.updates, log.last_seq) == ([b"u1", b"u4"], 4)
+    record = await store.get_room("r1")
+    assert record is not None
+    assert (record.size_bytes, record.log_rows) == (4, 2)
+    assert await store.append("r1", b"u5") == 5
+
+
 # -- compaction -------------------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ class CloseCode(IntEnum):
     ROOM_DELETED = 4404  # deleted meanwhile, or (for a viewer, who may not create it) absent
     MESSAGE_TOO_BIG = 4413
     TEXT_FRAME = 4415  # the protocol is binary
-    UPDATE_REJECTED = 4422  # the CRDT core could not decode the update
+    UPDATE_REJECTED = 4422  # an update the server refuses (malformed, over a limit, ...)
+    ROOM_QUARANTINED = 4423  # the room's stored log cannot be replayed; an admin must recover it
     STORE_UNAVAILABLE = 4503  # transient: reconnect and resync later
     PEER_TOO_SLOW = 4504  # transient: the client fell too far behind; reconnect and resync

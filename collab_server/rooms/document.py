@@ -1,4 +1,9 @@
-"""Typed access to the shared types of a room's document."""
+"""Typed access to the shared types of a room's document, and the one guarded way to change it.
+
+yrs is native code: besides refusing an update (ValueError), it can panic on one, and pycrdt then
+raises `PanicException`, a `BaseException` that `except Exception` does not catch. Every update
+the server applies goes through `apply_update` here, which turns both into `CrdtFailure`.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +17,36 @@ META_MAP = "meta"  # editors keep room settings here, e.g. meta.language
 LANGUAGE_KEY = "language"
 
 
+class CrdtFailure(Exception):
+    """yrs refused an update, or panicked while applying it (the document may be damaged)."""
+
+    def __init__(self, reason: str, *, panicked: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.panicked = panicked
+
+
+def is_panic(error: BaseException) -> bool:
+    """A Rust panic surfaced by pyo3 (not importable by name: it lives in `pyo3_runtime`)."""
+    return type(error).__name__ == "PanicException" and not isinstance(error, Exception)
+
+
+def apply_update(doc: Document, update: bytes) -> None:
+    """Apply one update in its own transaction; raise `CrdtFailure` if yrs refuses or panics."""
+    try:
+        doc.apply_update(update)
+    except ValueError as error:
+        raise CrdtFailure(f"the CRDT core refused the update: {error}", panicked=False) from error
+    except BaseException as error:
+        if not is_panic(error):
+            raise
+        raise CrdtFailure(f"the CRDT core panicked: {error}", panicked=True) from error
+
+
 def new_document(state: bytes | None = None) -> Document:
     doc: Document = Doc()
     if state is not None:
-        doc.apply_update(state)
+        apply_update(doc, state)
     return doc
 
 

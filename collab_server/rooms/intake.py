@@ -1,9 +1,9 @@
 """One client's updates on their way into its room: stored in batches while reading goes on.
 
 Awaiting each update's commit before reading the next would give a fast sender one update per
-commit (an fsync each). Instead the connection keeps reading and queues the checked updates here;
-one task stores whatever has queued up as one batch, then applies and relays it in order. The
-queue is bounded, so a client cannot run ahead of the store by more than `limit` updates.
+commit (an fsync each). Instead the connection keeps reading and queues the decoded updates
+here; one task stores whatever has queued up as one batch, then applies and relays it in order.
+The queue is bounded, so a client cannot run ahead of the store by more than `limit` updates.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from collab_server.protocol.update import DecodedUpdate
 from collab_server.rooms.peer import Peer
 from collab_server.rooms.room import Room
 
@@ -28,15 +29,15 @@ class UpdateIntake:
         self._peer = peer
         self._on_failure = on_failure
         self._limit = limit
-        self._queue: list[bytes] = []
+        self._queue: list[DecodedUpdate] = []
         self._wakeup = asyncio.Event()
         self._space = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self.failed = False
 
-    async def put(self, update: bytes) -> None:
-        """Queue a checked update; waits while `limit` updates are already queued."""
+    async def put(self, update: DecodedUpdate) -> None:
+        """Queue a decoded update; waits while `limit` updates are already queued."""
         while len(self._queue) >= self._limit and not self.failed:
             self._space.clear()
             await self._space.wait()

@@ -17,6 +17,8 @@ from functools import partial
 from types import TracebackType
 from typing import Any
 
+from pycrdt import merge_updates
+
 from collab_server.cluster.bus import RedisBus
 from collab_server.cluster.messages import BusMessage, Kind
 from collab_server.metrics import Gauges, Metrics
@@ -27,7 +29,10 @@ from collab_server.protocol import (
     decode_awareness,
     encode_awareness,
 )
+from collab_server.protocol.update import UpdateRefused
 from collab_server.rooms import snapshot
+from collab_server.rooms.document import CrdtFailure, is_panic
+from collab_server.rooms.quarantine import Quarantine, RoomQuarantined
 from collab_server.rooms.room import Room, RoomListener
 from collab_server.settings import Settings
 from persistence import RoomMissing, Store, StoreError
@@ -60,6 +65,8 @@ class RoomRegistry(RoomListener):
         self._idle_timers: dict[str, asyncio.TimerHandle] = {}
         self._compacting: set[str] = set()
         self._tasks: asyncio.TaskGroup | None = None
+        self.limits = settings.update_limits
+        self.quarantine = Quarantine()
 
     async def __aenter__(self) -> RoomRegistry:
         self._tasks = asyncio.TaskGroup()
@@ -93,6 +100,10 @@ class RoomRegistry(RoomListener):
 
     # -- leases -------------------------------------------------------------------------------
 
+    @property
+    def running(self) -> bool:
+        return self._tasks is not None
+
     @asynccontextmanager
     async def lease(self, room_id: str, *, create: bool = True) -> AsyncIterator[Room]:
         """Hold a room in memory, loading it first if needed: creating it, or (`create=False`,
@@ -122,6 +133,7 @@ class RoomRegistry(RoomListener):
             rooms_loaded=len(self._rooms),
             peers=sum(len(room.peers) for room in self._rooms.values()),
             store_ready=self.store.is_ready(),
+            rooms_quarantined=len(self.quarantine),
         )
 
     async def _get(self, room_id: str, create: bool) -> Room:
@@ -129,6 +141,7 @@ class RoomRegistry(RoomListener):
             room = self._rooms.get(room_id)
             if room is not None:
                 return room
+            self.quarantine.check(room_id)
             loading = self._loading.get(room_id)
             if loading is not None and loading.done():
                 loading = None  # failed, and its entry not yet cleared: awaiting it would spin
@@ -177,12 +190,29 @@ class RoomRegistry(RoomListener):
         else:
             raise RoomMissing(f"room {room_id!r} does not exist")
         if record.log_rows > self._settings.compact_after_updates:
-            await snapshot.compact(self.store, room_id)
+            # Off the event loop; a log that cannot be squashed is quarantined just below.
+            await self._guarded(self._compact_stored(room_id), f"room {room_id}: compaction")
         log = await self.store.load(room_id)
+        try:
+            state = snapshot.replay(snapshot.log_parts(log), self.limits)
+        except snapshot.LogUnreplayable as error:
+            quarantined = self.quarantine.add(room_id, error.reason)
+            logger.error(
+                "room %s quarantined: stored update %d of %d cannot be replayed (%s); "
+                "POST /api/rooms/%s/recover drops what cannot be replayed",
+                room_id,
+                error.index,
+                len(snapshot.log_parts(log)),
+                error.reason,
+                room_id,
+            )
+            raise RoomQuarantined(quarantined) from error
+        self.quarantine.lift(room_id)
         room = Room(
             room_id,
-            snapshot.doc_from_log(log),
+            state,
             self.store,
+            limits=self.limits,
             log_rows=len(log.updates),
             log_bytes=log.log_bytes,
             listener=self,
@@ -207,13 +237,20 @@ class RoomRegistry(RoomListener):
 
     @staticmethod
     async def _guarded(work: Coroutine[Any, Any, None], what: str) -> None:
-        # A failed job is logged; it must not cancel its siblings in the task group.
+        # A failed job is logged; it must not cancel its siblings in the task group, nor the
+        # lifespan above it (a yrs panic is a BaseException).
         try:
             await work
         except StoreError as error:
             logger.warning("%s failed: %s", what, error)
+        except (CrdtFailure, snapshot.LogUnreplayable) as error:
+            logger.error("%s failed: %s", what, error)
         except Exception:
             logger.exception("%s failed", what)
+        except BaseException as error:
+            if not is_panic(error):
+                raise
+            logger.error("%s failed: the CRDT core panicked: %s", what, error)
 
     def _after_append(self, room: Room) -> None:
         settings = self._settings
@@ -226,10 +263,13 @@ class RoomRegistry(RoomListener):
             self._compacting.add(room.id)
             self._start(self._compact(room), f"room {room.id}: compaction")
 
+    async def _compact_stored(self, room_id: str) -> None:
+        await snapshot.compact(self.store, room_id, self.limits)
+
     async def _compact(self, room: Room) -> None:
         rows, size = room.log_rows, room.log_bytes
         try:
-            if await snapshot.compact(self.store, room.id):
+            if await snapshot.compact(self.store, room.id, self.limits):
                 # Updates appended while compacting are still in the log.
                 room.log_rows = max(0, room.log_rows - rows)
                 room.log_bytes = max(0, room.log_bytes - size)
@@ -265,7 +305,7 @@ class RoomRegistry(RoomListener):
         if self._bus is not None:
             await self._bus.unsubscribe(room_id)
         if room.log_rows > 0:
-            await snapshot.compact(self.store, room_id)
+            await snapshot.compact(self.store, room_id, self.limits)
 
     # -- deletion -----------------------------------------------------------------------------
 
@@ -299,12 +339,25 @@ class RoomRegistry(RoomListener):
 
     # -- other server processes ---------------------------------------------------------------
 
-    def update_stored(self, room: Room, update: bytes, rows: int, size: int) -> None:
-        self.metrics.updates_stored += rows
+    def update_stored(self, room: Room, updates: list[bytes], size: int) -> None:
+        self.metrics.updates_stored += len(updates)
         self.metrics.update_bytes_stored += size
         self._after_append(room)
         if self._bus is not None:
+            update = updates[0] if len(updates) == 1 else merge_updates(*updates)
             self._bus.publish(room.id, Kind.UPDATE, update)
+
+    def update_refused(self, room: Room, error: UpdateRefused) -> None:
+        self.metrics.updates_refused[error.kind] += 1
+        logger.info("room %s: %s", room.id, error.reason)
+
+    def room_broken(self, room: Room, reason: str) -> None:
+        self.metrics.rooms_broken += 1
+        if self._rooms.get(room.id) is room:
+            del self._rooms[room.id]
+            room.close_peers(CloseCode.INTERNAL_ERROR, "room reloading")
+            if self._tasks is not None and self._bus is not None:
+                self._start(self._bus.unsubscribe(room.id), f"room {room.id}: unsubscribe")
 
     def language_changed(self, room: Room) -> None:
         """Keep the store's copy of the language (for REST views of unloaded rooms) current."""
@@ -344,7 +397,7 @@ class RoomRegistry(RoomListener):
                 self._early[room_id].append(message)
             return
         if message.kind is Kind.UPDATE:
-            room.apply_remote_update(message.payload)
+            room.apply_remote_updates([message.payload])
             self._after_append(room)
         elif message.kind is Kind.AWARENESS:
             try:

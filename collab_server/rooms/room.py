@@ -1,22 +1,26 @@
 """A room: one CRDT document, the peers editing it, their presence, and the fan-out between them.
 
-Invariant: the in-memory document only ever holds updates the store has already accepted. An
-update is checked, appended durably, and only then applied and relayed, so whatever any client
-(or a REST reader) has seen survives a crash of this process. (The one exception is a PostgreSQL
-outage, when the store accepts updates into a bounded memory buffer: see docs/postgres.md.)
+Invariant: the in-memory document only ever holds updates the store has already accepted, applied
+one by one in the order the store keeps them, as a restart replays them. An update is decoded and
+checked (`protocol.update`, then `rooms.shape` against the document), appended durably, and only
+then applied and relayed, so whatever any client (or a REST reader) has seen survives a crash of
+this process, and a restart rebuilds exactly the document clients saw. (The one exception is a
+PostgreSQL outage, when the store accepts updates into a bounded memory buffer: see
+docs/postgres.md.) If yrs still fails on a stored update, that update is taken out of the store
+again before anyone sees it, and the document is rebuilt from the store.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
-from pycrdt import MapEvent, Text, get_state, merge_updates
+from pycrdt import Text, get_state, merge_updates
 
 from collab_server.protocol import (
     AuthMessage,
     AwarenessEntry,
     AwarenessMessage,
-    CloseCode,
     Message,
     ProtocolError,
     QueryAwareness,
@@ -30,16 +34,30 @@ from collab_server.protocol import (
     encode_sync_step2,
     encode_update,
 )
-from collab_server.rooms.document import LANGUAGE_KEY, Document, meta_of, new_document, text_of
+from collab_server.protocol.update import (
+    DecodedUpdate,
+    UpdateLimits,
+    UpdateRefused,
+    decode_update,
+    refused,
+)
+from collab_server.rooms.document import (
+    LANGUAGE_KEY,
+    META_MAP,
+    CrdtFailure,
+    apply_update,
+    is_panic,
+    meta_of,
+    new_document,
+    text_of,
+)
 from collab_server.rooms.peer import OutboundUpdate, Peer
 from collab_server.rooms.presence import Presence
+from collab_server.rooms.snapshot import LogUnreplayable, Replay, log_parts, replay
 from collab_server.rooms.text_edit import replacement_update
-from persistence import RoomMissing, Store, StoredLog
+from persistence import BUFFERED, RoomMissing, Store, StoredLog, StoreError
 
 logger = logging.getLogger(__name__)
-
-# An update that carries nothing: no structs, an empty delete set.
-EMPTY_UPDATE = b"\x00\x00"
 
 
 class RoomDeleted(Exception):
@@ -49,9 +67,8 @@ class RoomDeleted(Exception):
 class RoomListener:
     """What the owner of a room hears about it (the registry: compaction, other processes)."""
 
-    def update_stored(self, room: Room, update: bytes, rows: int, size: int) -> None:
-        """Local updates (`rows` of them, `size` bytes, merged into `update`) were stored,
-        applied and relayed."""
+    def update_stored(self, room: Room, updates: list[bytes], size: int) -> None:
+        """Local updates (`size` bytes in all) were stored, applied and relayed."""
 
     def language_changed(self, room: Room) -> None:
         """The document's `meta` map changed (from any source): its language may have."""
@@ -62,34 +79,44 @@ class RoomListener:
     def room_missing(self, room: Room) -> None:
         """The store no longer has the room: it was deleted, perhaps by another process."""
 
+    def update_refused(self, room: Room, error: UpdateRefused) -> None:
+        """An update was refused before it was stored."""
+
+    def room_broken(self, room: Room, reason: str) -> None:
+        """The in-memory document can no longer be trusted and could not be rebuilt: drop it
+        (a later load checks the stored log again)."""
+
 
 class Room:
     def __init__(
         self,
         room_id: str,
-        doc: Document,
+        state: Replay,
         store: Store,
         *,
+        limits: UpdateLimits,
         log_rows: int = 0,
         log_bytes: int = 0,
         listener: RoomListener | None = None,
     ) -> None:
         self.id = room_id
-        self.doc = doc
+        self.doc = state.doc
         self.peers: set[Peer] = set()
         self.deleted = False
+        self.broken = False
         self.leases = 0  # holders that keep the room in memory (kept by the registry)
         self.log_rows = log_rows  # updates in the store's log since the last snapshot
         self.log_bytes = log_bytes
+        self.limits = limits
+        self._shape = state.shape
+        self._shape_stale = False  # it holds updates that were checked but not stored
         self._store = store
         self._presence = Presence()
         self._listener = listener or RoomListener()
-        # The language is read again only after a transaction changed the meta map (a Map.get
-        # per keystroke cost ~10 % of the CPU), and the listener hears of such changes.
-        self._meta = meta_of(doc)
-        self._meta.observe(self._meta_changed)
-        self._language_stale = True
+        # Each batch applies after the one admitted before it: the store's order.
+        self._last_turn: asyncio.Future[None] | None = None
         self._language: str | None = None
+        self._read_language()
 
     def __repr__(self) -> str:
         return f"<Room {self.id} with {len(self.peers)} peers>"
@@ -148,53 +175,153 @@ class Room:
             return self.doc.get_update(state_vector)
         except ValueError as error:
             raise ProtocolError(f"invalid state vector: {error}") from error
+        except BaseException as error:
+            if not is_panic(error):
+                raise
+            raise ProtocolError(f"invalid state vector: {error}") from error
+
+    # -- updates ------------------------------------------------------------------------------
+
+    def decode(self, update: bytes) -> DecodedUpdate:
+        """Decode an update within the limits; raise `UpdateRefused` (4422) if it is malformed
+        or over them. What the document must also allow is checked when it is stored."""
+        try:
+            decoded = decode_update(update, self.limits)
+            try:
+                get_state(update)  # yrs must be able to read what was checked here
+            except ValueError as error:
+                raise refused(f"the CRDT core cannot decode it: {error}") from error
+            except BaseException as error:
+                if not is_panic(error):
+                    raise
+                raise refused(f"the CRDT core cannot decode it: {error}") from error
+        except UpdateRefused as error:
+            self._listener.update_refused(self, error)
+            raise
+        return decoded
 
     async def apply_update(self, update: bytes, origin: Peer | None) -> None:
-        """Store an update, then apply it and relay it to every peer but its origin."""
-        self.check_update(update)
-        await self.apply_updates([update], origin)
+        """Check, store, apply and relay one update (REST writes, the server's own edits)."""
+        await self.apply_updates([self.decode(update)], origin)
 
-    @staticmethod
-    def check_update(update: bytes) -> None:
-        """Raise `ProtocolError` unless yrs can decode the update."""
-        try:
-            get_state(update)  # decodes the whole update: yrs accepts exactly what decodes
-        except ValueError as error:
-            raise ProtocolError(f"update rejected: {error}", CloseCode.UPDATE_REJECTED) from error
+    async def apply_updates(self, updates: list[DecodedUpdate], origin: Peer | None) -> None:
+        """Check updates against the document, store them in one batch, then apply them and
+        relay them to every peer but `origin`, in the store's order.
 
-    async def apply_updates(self, updates: list[bytes], origin: Peer | None) -> None:
-        """Store checked updates (sharing the store's batches), then apply and relay them in
-        order. Empty updates are skipped."""
-        updates = [update for update in updates if update != EMPTY_UPDATE]
+        If one is refused, the ones before it are stored and relayed all the same, and its
+        `UpdateRefused` is raised after them.
+        """
+        updates = [update for update in updates if not update.is_empty]
         if not updates:
             return
-        if self.deleted:
+        if self.deleted or self.broken:
             raise RoomDeleted(self.id)
-        try:
-            await self._store.append_many(self.id, updates)
-        except RoomMissing as error:
-            self._listener.room_missing(self)
-            raise RoomDeleted(self.id) from error
-        # One message for the whole batch: peers' queues grow by one item, not by the batch.
-        update = updates[0] if len(updates) == 1 else merge_updates(*updates)
-        size = sum(map(len, updates))
-        self._apply_and_relay(update, origin, stored_rows=len(updates), stored_bytes=size)
-        self._listener.update_stored(self, update, len(updates), size)
+        accepted, refusal, meta = self._admit(updates)
+        if accepted:
+            previous, turn = self._last_turn, asyncio.get_running_loop().create_future()
+            self._last_turn = turn
+            # Started now, so batches reach the store in the order they were checked; shielded,
+            # so that what gets stored is also applied even if the caller is cancelled.
+            work = asyncio.ensure_future(
+                self._store_and_apply(accepted, origin, meta, previous, turn)
+            )
+            work.add_done_callback(_retrieve)
+            await asyncio.shield(work)
+        if refusal is not None:
+            raise refusal
 
-    def _apply_and_relay(
+    def _admit(
+        self, updates: list[DecodedUpdate]
+    ) -> tuple[list[DecodedUpdate], UpdateRefused | None, bool]:
+        """The updates the document allows, up to the first it refuses (and that refusal),
+        and whether they touch the `meta` map."""
+        if self._shape_stale:
+            self._rebuild_shape()
+        accepted: list[DecodedUpdate] = []
+        meta = False
+        for update in updates:
+            try:
+                meta |= META_MAP in self._shape.admit(update)
+            except UpdateRefused as error:
+                self._listener.update_refused(self, error)
+                return accepted, error, meta
+            accepted.append(update)
+        return accepted, None, meta
+
+    async def _store_and_apply(
         self,
-        update: bytes,
+        updates: list[DecodedUpdate],
         origin: Peer | None,
-        stored_rows: int = 1,
-        stored_bytes: int | None = None,
+        meta: bool,
+        previous: asyncio.Future[None] | None,
+        turn: asyncio.Future[None],
     ) -> None:
-        self.doc.apply_update(update)
+        raw = [update.data for update in updates]
+        try:
+            try:
+                seqs = await self._store.append_many(self.id, raw)
+            except RoomMissing as error:
+                self._listener.room_missing(self)
+                raise RoomDeleted(self.id) from error
+            except BaseException:
+                self._shape_stale = True  # it holds updates the document will not
+                raise
+            if previous is not None:
+                await previous
+            if self.broken:
+                return  # the document was dropped; a reload reads these from the store
+            try:
+                for update in raw:
+                    apply_update(self.doc, update)
+            except CrdtFailure as failure:
+                await self._take_back(seqs, failure)
+                raise refused(failure.reason, "crdt") from failure
+        finally:
+            turn.set_result(None)
+        # One message for the whole batch: peers' queues grow by one item, not by the batch.
+        update = raw[0] if len(raw) == 1 else merge_updates(*raw)
         outbound = OutboundUpdate(update, encode_update(update))
         for peer in self.peers:
             if peer is not origin:
                 peer.send_update(outbound)
-        self.log_rows += stored_rows
-        self.log_bytes += len(update) if stored_bytes is None else stored_bytes
+        size = sum(map(len, raw))
+        self.log_rows += len(raw)
+        self.log_bytes += size
+        if meta:
+            self._language_changed()
+        self._listener.update_stored(self, raw, size)
+
+    async def _take_back(self, seqs: list[int], failure: CrdtFailure) -> None:
+        """yrs failed on stored updates nobody has seen: remove them from the store and
+        rebuild the document from what is left there."""
+        logger.error(
+            "room %s: the CRDT core failed on a stored update: %s", self.id, failure.reason
+        )
+        if BUFFERED in seqs:
+            self._break("a failed update is only in the outage buffer; reload from the store")
+            return
+        try:
+            await self._store.discard(self.id, seqs)
+            log = await self._store.load(self.id)
+            self._replace_state(replay(log_parts(log), self.limits))
+        except (StoreError, LogUnreplayable) as error:
+            self._break(f"could not rebuild after a failed update: {error}")
+
+    def _break(self, reason: str) -> None:
+        logger.error("room %s: %s", self.id, reason)
+        self.broken = True
+        self._listener.room_broken(self, reason)
+
+    def _replace_state(self, state: Replay) -> None:
+        self.doc = state.doc
+        self._shape = state.shape
+        self._shape_stale = False
+        self._language_changed()
+
+    def _rebuild_shape(self) -> None:
+        """The shape from what the document holds (after updates it checked were not stored)."""
+        self._shape = replay([self.doc.get_update()], self.limits).shape
+        self._shape_stale = False
 
     def _apply_awareness(self, peer: Peer, entries: list[AwarenessEntry]) -> None:
         accepted = self._presence.apply(entries, peer)
@@ -206,12 +333,12 @@ class Room:
 
     # -- other server processes ---------------------------------------------------------------
 
-    def apply_remote_update(self, update: bytes) -> None:
-        """An update another process stored (so it is durable already): apply it, relay it."""
-        try:
-            self._apply_and_relay(update, origin=None)
-        except ValueError:
-            logger.exception("room %s: an update from another process does not apply", self.id)
+    def apply_remote_updates(self, updates: list[bytes]) -> None:
+        """Updates another process stored (so durable already): apply them, relay them."""
+        before = self.doc.get_state()
+        self._apply_stored(updates)
+        if not self.broken:
+            self._relay_since(before)
 
     def apply_remote_awareness(self, entries: list[AwarenessEntry]) -> None:
         accepted = self._presence.apply(entries, None)
@@ -225,10 +352,25 @@ class Room:
     def catch_up(self, log: StoredLog) -> None:
         """Apply whatever the store has that this copy lacks (missed messages from others)."""
         before = self.doc.get_state()
-        with self.doc.transaction():
-            for update in [log.snapshot, *log.updates]:
-                if update is not None:
-                    self.doc.apply_update(update)
+        self._apply_stored(log_parts(log))
+        if not self.broken:
+            self._relay_since(before)
+
+    def _apply_stored(self, updates: list[bytes]) -> None:
+        """Apply updates that are in the store already, checking only what protects yrs."""
+        meta = False
+        try:
+            for update in updates:
+                decoded = decode_update(update, self.limits, strict=False)
+                meta |= META_MAP in self._shape.admit(decoded, strict=False)
+                apply_update(self.doc, update)
+        except (ProtocolError, CrdtFailure) as error:
+            self._break(f"a stored update from another process does not apply: {error}")
+            return
+        if meta:
+            self._language_changed()
+
+    def _relay_since(self, before: bytes) -> None:
         missing = self.doc.get_update(before)
         outbound = OutboundUpdate(missing, encode_update(missing))
         for peer in self.peers:
@@ -250,14 +392,15 @@ class Room:
 
     @property
     def language(self) -> str | None:
-        if self._language_stale:
-            value = self._meta.get(LANGUAGE_KEY)
-            self._language = value if isinstance(value, str) else None
-            self._language_stale = False
         return self._language
 
-    def _meta_changed(self, event: MapEvent) -> None:
-        self._language_stale = True
+    def _read_language(self) -> None:
+        # Read only after an update touched the meta map: a Map.get per keystroke cost ~10 %.
+        value = meta_of(self.doc).get(LANGUAGE_KEY)
+        self._language = value if isinstance(value, str) else None
+
+    def _language_changed(self) -> None:
+        self._read_language()
         self._listener.language_changed(self)
 
     async def set_language(self, language: str) -> None:
@@ -271,4 +414,12 @@ class Room:
 
     async def replace_text(self, name: str, new: str) -> None:
         """Make the text `name` equal `new` with minimal edits, relayed to every peer."""
-        await self.apply_update(replacement_update(self.doc.get_update(), name, new), origin=None)
+        # The diff runs off the event loop, on a scratch copy made in that thread.
+        update = await asyncio.to_thread(replacement_update, self.doc.get_update(), name, new)
+        await self.apply_update(update, origin=None)
+
+
+def _retrieve(work: asyncio.Future[None]) -> None:
+    """Mark a shielded batch's outcome as seen when its caller was cancelled meanwhile."""
+    if not work.cancelled():
+        work.exception()

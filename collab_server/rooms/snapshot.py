@@ -1,29 +1,104 @@
-"""Building documents from the store, and squashing a room's log into one snapshot."""
+"""Building documents from the store, and squashing a room's log into one snapshot.
+
+A document is rebuilt by applying the stored updates one by one, each in its own transaction,
+exactly as the live document applied them: so what a restart rebuilds is what clients saw.
+Every stored update passes the same depth checks as a live one before yrs sees it, so a log
+written before those checks existed cannot crash the process on load; one that cannot be
+replayed is reported (`LogUnreplayable`) and its room quarantined by the registry.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
+from dataclasses import dataclass, field, replace
 
 from pycrdt import get_update, merge_updates
 
-from collab_server.rooms.document import Document, new_document
+from collab_server.protocol import ProtocolError
+from collab_server.protocol.update import UpdateLimits, decode_update
+from collab_server.rooms.document import (
+    CrdtFailure,
+    Document,
+    apply_update,
+    is_panic,
+    new_document,
+)
+from collab_server.rooms.shape import DocumentShape
 from persistence import Store, StoredLog
 
 logger = logging.getLogger(__name__)
 
 
-def doc_from_log(log: StoredLog) -> Document:
-    doc = new_document()
-    with doc.transaction():
-        if log.snapshot is not None:
-            doc.apply_update(log.snapshot)
-        for update in log.updates:
-            doc.apply_update(update)
-    return doc
+class LogUnreplayable(Exception):
+    """A stored update cannot be replayed: refused by the checks, or by yrs."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(f"stored update {index} cannot be replayed: {reason}")
+        self.index = index  # into [snapshot, *updates]
+        self.reason = reason
 
 
-def squash(log: StoredLog) -> bytes:
+def stored_limits(limits: UpdateLimits) -> UpdateLimits:
+    """What binds a stored update: only what protects the process. A snapshot holds a whole
+    document, which may have more structs than one live message may carry."""
+    return replace(
+        limits,
+        max_structs=sys.maxsize,
+        max_delete_ranges=sys.maxsize,
+        max_unmerged_run=sys.maxsize,
+    )
+
+
+@dataclass
+class Replay:
+    doc: Document
+    shape: DocumentShape
+    kept: list[bytes] = field(default_factory=list)
+    dropped: list[int] = field(default_factory=list)  # indices into the parts replayed
+
+
+def replay(parts: list[bytes], limits: UpdateLimits, *, drop_failures: bool = False) -> Replay:
+    """The document (and its shape) the stored `parts` make, applied one by one.
+
+    Raises `LogUnreplayable` at the first part that cannot be replayed, or with
+    `drop_failures` leaves such parts out (an admin's recovery of a quarantined room).
+    """
+    limits = stored_limits(limits)
+    shape = DocumentShape(max_depth=limits.max_depth, max_pending=limits.max_pending_items)
+    result = Replay(new_document(), shape)
+    for index, update in enumerate(parts):
+        try:
+            result.shape.admit(decode_update(update, limits, strict=False), strict=False)
+            apply_update(result.doc, update)
+        except (ProtocolError, CrdtFailure) as error:
+            reason = error.reason
+            if not drop_failures:
+                raise LogUnreplayable(index, reason) from error
+            logger.warning(
+                "replay left out stored update %d (%d bytes): %s", index, len(update), reason
+            )
+            if isinstance(error, CrdtFailure):
+                # yrs may have taken part of it: start again from what was kept.
+                kept, dropped = result.kept, result.dropped
+                result = replay(kept, limits)
+                result.kept, result.dropped = kept, dropped
+            result.dropped.append(index)
+            continue
+        result.kept.append(update)
+    return result
+
+
+def log_parts(log: StoredLog) -> list[bytes]:
+    return [log.snapshot, *log.updates] if log.snapshot is not None else list(log.updates)
+
+
+def doc_from_log(log: StoredLog, limits: UpdateLimits | None = None) -> Document:
+    return replay(log_parts(log), limits or UpdateLimits()).doc
+
+
+def squash(log: StoredLog, limits: UpdateLimits | None = None) -> bytes:
     """One update equivalent to the snapshot plus the log, as small as yrs can make it.
 
     The document's own encoding drops deleted content and joins runs of typing, which is what
@@ -32,13 +107,13 @@ def squash(log: StoredLog) -> bytes:
     (`merge_updates` alone would keep everything but grows faster than linearly: about a minute
     for 100,000 keystrokes, against 0.2 s here.)
     """
-    doc = doc_from_log(log)
+    parts = log_parts(log)
+    doc = replay(parts, limits or UpdateLimits()).doc
     state = doc.get_state()
     squashed = doc.get_update()
-    parts = [log.snapshot] if log.snapshot is not None else []
     pending = [
         update
-        for update in [*parts, *log.updates]
+        for update in parts
         # The part of an update that the document's state vector does not cover: nothing but an
         # empty struct section (a leading zero byte) means it was fully integrated.
         if get_update(update, state)[:1] != b"\x00"
@@ -49,13 +124,20 @@ def squash(log: StoredLog) -> bytes:
     return squashed
 
 
-async def compact(store: Store, room_id: str) -> bool:
+async def compact(store: Store, room_id: str, limits: UpdateLimits | None = None) -> bool:
     """Merge a room's stored log into its snapshot; appends made meanwhile are kept."""
     log = await store.load(room_id)
     if not log.updates:
         return False
     # A Doc is bound to the thread that made it; squash builds and drops its own on the worker.
-    snapshot = await asyncio.to_thread(squash, log)
+    try:
+        snapshot = await asyncio.to_thread(squash, log, limits)
+    except BaseException as error:
+        if not is_panic(error):
+            raise
+        raise CrdtFailure(
+            f"the CRDT core panicked while squashing: {error}", panicked=True
+        ) from error
     done = await store.compact(room_id, snapshot, log.last_seq)
     if done:
         logger.info(

@@ -9,6 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from collab_server.rooms.quarantine import RoomQuarantined
 from collab_server.rooms.room import RoomDeleted
 from persistence import RoomMissing, StoreError
 
@@ -65,6 +66,16 @@ async def room_missing(request: Request, error: Exception) -> Response:
     return _error(404, "room_not_found", str(error))
 
 
+async def room_quarantined(request: Request, error: Exception) -> Response:
+    assert isinstance(error, RoomQuarantined)
+    return _error(
+        423,
+        "room_quarantined",
+        f"the room's stored history cannot be replayed ({error.record.reason}); "
+        "an admin can recover it with POST /api/rooms/{room}/recover",
+    )
+
+
 async def store_error(request: Request, error: Exception) -> Response:
     logger.warning("%s %s: store unavailable: %s", request.method, request.url.path, error)
     return _error(503, "store_unavailable", "storage is unavailable, retry later")
@@ -80,6 +91,7 @@ exception_handlers = {
     HTTPException: http_error,
     RoomDeleted: room_deleted,
     RoomMissing: room_missing,  # deleted while the request was under way
+    RoomQuarantined: room_quarantined,
     StoreError: store_error,
     Exception: internal_error,
 }

@@ -24,6 +24,7 @@ from collab_server.protocol import (
 )
 from collab_server.rooms.intake import UpdateIntake
 from collab_server.rooms.peer import Peer, PeerDisconnected
+from collab_server.rooms.quarantine import RoomQuarantined
 from collab_server.rooms.registry import RoomRegistry, is_valid_room_id
 from collab_server.rooms.room import Room, RoomDeleted
 from collab_server.settings import Settings
@@ -83,6 +84,12 @@ async def serve_websocket(websocket: WebSocket) -> None:
         # Joining creates a room, which is an editor's right: a viewer may only watch one.
         async with registry.lease(room_id, create=writable) as room:
             await _serve_peer(websocket, room, settings, writable)
+    except RoomQuarantined as error:
+        logger.info("room %s: refused a peer: %s", room_id, error)
+        with contextlib.suppress(PeerDisconnected):
+            await _Socket(websocket).close(
+                CloseCode.ROOM_QUARANTINED, "room quarantined: its history cannot be replayed"
+            )
     except RoomMissing:
         logger.info("room %s: no such room (a viewer may not create it; or deleted)", room_id)
         with contextlib.suppress(PeerDisconnected):
@@ -185,8 +192,7 @@ async def _receive(
             if not isinstance(message, SyncUpdate | SyncStep2):
                 room.receive(peer, message)
             elif writable:
-                room.check_update(message.update)
-                await intake.put(message.update)
+                await intake.put(room.decode(message.update))
         except ProtocolError as error:
             return _close_reason(room, peer, error)
         if peer.closing:

@@ -1,0 +1,320 @@
+"""What a room's document holds, as far as checking an update against it needs.
+
+yrs does not expose its structs, so this keeps a shadow beside the pycrdt document, fed every
+update the document applies (the stored log at load, then each admitted update): which item ids
+exist and under which parent, which items are shared types and how deeply they nest, and where
+surrogate pairs sit in strings. With it an update is refused before it is stored when:
+
+- it would nest shared types deeper than the limit (yrs deletes and encodes nested types
+  recursively: Y.Maps nested 60,000 deep and then deleted overflowed its stack and killed the
+  process);
+- it would split a UTF-16 surrogate pair (an emoji) in a string: Yjs turns both halves into
+  U+FFFD while yrs keeps the character and moves the insert, so the server's copy would differ
+  from every client's;
+- it makes a shared type whose parent the server does not have (its depth could not be
+  checked), or it would leave more than `max_pending` items waiting for ids nobody sent.
+
+Other items whose origins have not arrived are accepted, as yrs keeps them pending (two tabs of
+one browser share edits with each other before the server has them), and placed once the ids
+they wait for arrive.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Callable
+from typing import Final
+
+from collab_server.protocol import ProtocolError
+from collab_server.protocol.update import GC, ID, SKIP, TYPE, DecodedUpdate, Struct, refused
+
+# The parent of an item, as kept here: a root type's name, or the id of the shared-type item it
+# lives in; DEAD for items yrs integrates without a live parent (GC'd ranges, children of
+# deleted types); PENDING while the ids it depends on have not arrived.
+Parent = str | ID | None
+DEAD: Final = None
+PENDING: Final = (-1, -1)
+
+Undo = Callable[[], object]
+
+
+class _Ranges:
+    """One client's clock ranges and their parents, sorted, adjacent equal parents joined."""
+
+    __slots__ = ("ends", "parents", "starts")
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.parents: list[Parent] = []
+
+    @property
+    def end(self) -> int:
+        return self.ends[-1] if self.ends else 0
+
+    def find(self, clock: int) -> int:
+        """The index of the range holding `clock`, or -1."""
+        index = bisect_right(self.starts, clock) - 1
+        if index >= 0 and clock < self.ends[index]:
+            return index
+        return -1
+
+    def gaps(self, start: int, end: int) -> list[tuple[int, int]]:
+        """The parts of [start, end) that no range covers."""
+        if start >= self.end:
+            return [(start, end)]
+        gaps = []
+        index = max(0, bisect_right(self.starts, start) - 1)
+        clock = start
+        while clock < end and index < len(self.starts):
+            if self.starts[index] > clock:
+                gaps.append((clock, min(end, self.starts[index])))
+            clock = max(clock, self.ends[index])
+            index += 1
+        if clock < end:
+            gaps.append((clock, end))
+        return gaps
+
+    def add(self, start: int, end: int, parent: Parent) -> Undo:
+        """Record [start, end), which no range covers yet; return how to take it back."""
+        if self.starts and start == self.ends[-1] and self.parents[-1] == parent:
+            previous_end = self.ends[-1]
+
+            def shrink() -> None:
+                self.ends[-1] = previous_end
+
+            self.ends[-1] = end
+            return shrink
+        index = bisect_right(self.starts, start)
+        self.starts.insert(index, start)
+        self.ends.insert(index, end)
+        self.parents.insert(index, parent)
+
+        def remove() -> None:
+            del self.starts[index], self.ends[index], self.parents[index]
+
+        return remove
+
+    def assign(self, start: int, end: int, parent: Parent) -> Undo:
+        """Give the covered range [start, end) a new parent, splitting ranges as needed."""
+        saved = (list(self.starts), list(self.ends), list(self.parents))
+        index = self.find(start)
+        while 0 <= index < len(self.starts) and self.starts[index] < end:
+            s, e, p = self.starts[index], self.ends[index], self.parents[index]
+            cut_start, cut_end = max(s, start), min(e, end)
+            candidates = ((s, cut_start, p), (cut_start, cut_end, parent), (cut_end, e, p))
+            pieces = [piece for piece in candidates if piece[0] < piece[1]]
+            self.starts[index : index + 1] = [piece[0] for piece in pieces]
+            self.ends[index : index + 1] = [piece[1] for piece in pieces]
+            self.parents[index : index + 1] = [piece[2] for piece in pieces]
+            index += len(pieces)
+
+        def restore() -> None:
+            self.starts, self.ends, self.parents = saved
+
+        return restore
+
+
+class DocumentShape:
+    def __init__(self, *, max_depth: int, max_pending: int = 1000) -> None:
+        self.max_depth = max_depth
+        self.max_pending = max_pending
+        self._ranges: dict[int, _Ranges] = {}
+        self._types: dict[ID, tuple[int, str]] = {}  # shared-type item -> (depth, root name)
+        self._surrogates: dict[int, set[int]] = {}  # client -> clocks of high surrogates
+        self._waiting: dict[int, list[Struct]] = {}  # client of a missing id -> items waiting
+        self._journal: list[Undo] = []
+        self._changed: set[int] = set()  # clients whose ranges changed: their waiters retry
+        self._roots: set[str] = set()
+        self._strict = True
+
+    @property
+    def pending_items(self) -> int:
+        return sum(map(len, self._waiting.values()))
+
+    def admit(self, update: DecodedUpdate, *, strict: bool = True) -> set[str]:
+        """Check `update` against the document and record it; return the root types it
+        touches. Raise `ProtocolError` (4422) and record nothing if it is refused.
+
+        `strict=False` (a stored log being loaded) checks only the nesting depth: split
+        surrogate pairs, shared types waiting for a parent and any number of waiting items pass,
+        as they were accepted before these checks existed.
+        """
+        waiting = {client: list(items) for client, items in self._waiting.items()}
+        self._journal, self._changed, self._roots = [], set(), set()
+        self._strict = strict
+        try:
+            for struct in update.structs:
+                self._place_new(struct)
+            self._retry_waiting()
+            for client, clock, length in update.deletes:
+                if self._is_surrogate(client, clock - 1) or self._is_surrogate(
+                    client, clock + length - 1
+                ):
+                    self._split("a delete that splits a surrogate pair (half an emoji)")
+                self._touch_range(client, clock, clock + length)
+            if strict:
+                self._check_waiting()
+        except ProtocolError:
+            for undo in reversed(self._journal):
+                undo()
+            self._waiting = waiting
+            raise
+        finally:
+            self._journal = []
+        return self._roots
+
+    # -- lookups ----------------------------------------------------------------------------------
+
+    def _parent_of(self, client: int, clock: int) -> tuple[bool, Parent]:
+        ranges = self._ranges.get(client)
+        if ranges is None or (index := ranges.find(clock)) < 0:
+            return False, DEAD
+        return True, ranges.parents[index]
+
+    def _is_surrogate(self, client: int, clock: int) -> bool:
+        clocks = self._surrogates.get(client)
+        return clocks is not None and clock in clocks
+
+    def _split(self, reason: str) -> None:
+        # A stored log keeps what yrs made of such splits before they were refused.
+        if self._strict:
+            raise refused(reason, "surrogate_split")
+
+    # -- placing ----------------------------------------------------------------------------------
+
+    def _place_new(self, struct: Struct) -> None:
+        client, clock, end = struct.client, struct.clock, struct.clock + struct.length
+        if struct.kind == SKIP:
+            return
+        ranges = self._ranges.get(client)
+        pieces = [(clock, end)] if ranges is None else ranges.gaps(clock, end)
+        if not pieces:
+            return  # everything it holds is there already: yrs skips it
+        if self._is_surrogate(client, clock - 1) or self._is_surrogate(client, end - 1):
+            self._split("an item that overlaps half a surrogate pair (half an emoji)")
+        if len(pieces) > 1 or pieces[0] != (clock, end):  # partly known already: yrs splits it
+            own = set(struct.surrogates)
+            if any(start - 1 in own or stop - 1 in own for start, stop in pieces):
+                self._split("an item that overlaps half a surrogate pair (half an emoji)")
+        if struct.kind == GC:
+            self._stage(client, pieces, DEAD)
+            return
+        self._check_inserts_between_halves(struct)
+        if struct.surrogates:
+            self._add_surrogates(client, struct.surrogates)
+        missing, parent = self._resolve(struct)
+        if missing is not None:
+            self._wait(missing, struct)
+            parent = PENDING
+        else:
+            self._record_type(struct, parent)
+        self._stage(client, pieces, parent)
+
+    def _check_inserts_between_halves(self, struct: Struct) -> None:
+        if (struct.origin is not None and self._is_surrogate(*struct.origin)) or (
+            struct.right_origin is not None
+            and self._is_surrogate(struct.right_origin[0], struct.right_origin[1] - 1)
+        ):
+            self._split("an insert inside a surrogate pair (half an emoji)")
+
+    def _resolve(self, struct: Struct) -> tuple[int | None, Parent]:
+        """(client of a missing id, DEAD) or (None, parent), as yrs would find the parent."""
+        if isinstance(struct.parent, str):
+            return None, struct.parent
+        if struct.parent is not None:
+            found, above = self._parent_of(*struct.parent)
+            if not found or above == PENDING:
+                return struct.parent[0], DEAD
+            # Not a shared type (a deleted one, or a hostile id): yrs makes the item dead or
+            # refuses the update, and either way nothing nests under it.
+            return None, struct.parent if struct.parent in self._types else DEAD
+        neighbours = []
+        for dependency in (struct.origin, struct.right_origin):
+            if dependency is not None:
+                found, parent = self._parent_of(*dependency)
+                if not found or parent == PENDING:
+                    return dependency[0], DEAD
+                neighbours.append(parent)
+        for parent in neighbours:
+            if parent is not DEAD:
+                return None, parent  # yrs takes the left neighbour's parent first
+        return None, DEAD
+
+    def _record_type(self, struct: Struct, parent: Parent) -> None:
+        self._touch(parent)
+        if struct.kind != TYPE or parent is DEAD:
+            return
+        if isinstance(parent, str):
+            depth, root = 1, parent
+        else:
+            above = self._types.get(parent)
+            if above is None:
+                return  # under a type that is itself still waiting: dead until it is placed
+            depth, root = above[0] + 1, above[1]
+        if depth > self.max_depth:
+            raise refused(f"shared types nested deeper than {self.max_depth}", "depth")
+        item = (struct.client, struct.clock)
+        self._types[item] = (depth, root)
+        self._journal.append(lambda: self._types.pop(item, None))
+
+    def _stage(self, client: int, pieces: list[tuple[int, int]], parent: Parent) -> None:
+        ranges = self._ranges.get(client)
+        if ranges is None:
+            ranges = self._ranges[client] = _Ranges()
+            self._journal.append(lambda: self._ranges.pop(client, None))
+        for start, end in pieces:
+            self._journal.append(ranges.add(start, end, parent))
+        self._changed.add(client)
+
+    def _add_surrogates(self, client: int, clocks: tuple[int, ...]) -> None:
+        known = self._surrogates.setdefault(client, set())
+        new = set(clocks) - known
+        known |= new
+        self._journal.append(lambda: known.difference_update(new))
+
+    def _wait(self, client: int, struct: Struct) -> None:
+        self._waiting.setdefault(client, []).append(struct)
+
+    def _retry_waiting(self) -> None:
+        """Place the items waiting on clients whose ranges changed, until nothing moves."""
+        while self._changed:
+            client = self._changed.pop()
+            for struct in self._waiting.pop(client, []):
+                self._check_inserts_between_halves(struct)
+                missing, parent = self._resolve(struct)
+                if missing is not None:
+                    self._wait(missing, struct)
+                    continue
+                self._record_type(struct, parent)
+                ranges = self._ranges[struct.client]
+                self._journal.append(
+                    ranges.assign(struct.clock, struct.clock + struct.length, parent)
+                )
+                self._changed.add(struct.client)
+
+    def _check_waiting(self) -> None:
+        if any(struct.kind == TYPE for items in self._waiting.values() for struct in items):
+            raise refused("a shared type whose parent the server does not have", "pending")
+        if self.pending_items > self.max_pending:
+            raise refused(
+                f"more than {self.max_pending} items waiting for missing updates", "pending"
+            )
+
+    # -- which root types an update touches -----------------------------------------------------
+
+    def _touch(self, parent: Parent) -> None:
+        if isinstance(parent, str):
+            self._roots.add(parent)
+        elif parent is not DEAD and (known := self._types.get(parent)) is not None:
+            self._roots.add(known[1])
+
+    def _touch_range(self, client: int, start: int, end: int) -> None:
+        ranges = self._ranges.get(client)
+        if ranges is None:
+            return
+        index = max(0, bisect_right(ranges.starts, start) - 1)
+        while index < len(ranges.starts) and ranges.starts[index] < end:
+            if ranges.ends[index] > start:
+                self._touch(ranges.parents[index])
+            index += 1
