@@ -33,9 +33,9 @@ from collab_server.protocol.update import UpdateRefused
 from collab_server.rooms import snapshot
 from collab_server.rooms.document import CrdtFailure, is_panic
 from collab_server.rooms.quarantine import Quarantine, RoomQuarantined
-from collab_server.rooms.room import Room, RoomListener
+from collab_server.rooms.room import EMPTY_UPDATE, Room, RoomListener
 from collab_server.settings import Settings
-from persistence import RoomMissing, Store, StoreError
+from persistence import BUFFERED, RoomMissing, Store, StoreError, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -306,6 +306,44 @@ class RoomRegistry(RoomListener):
             await self._bus.unsubscribe(room_id)
         if room.log_rows > 0:
             await snapshot.compact(self.store, room_id, self.limits)
+
+    # -- recovery -------------------------------------------------------------------------------
+
+    async def recover(self, room_id: str, *, dry_run: bool = False) -> snapshot.Recovery:
+        """Rebuild a room's document from its stored log, leaving out the stored updates that
+        cannot be replayed, store it as the room's snapshot and lift its quarantine.
+
+        A room in memory replayed fine when it loaded: nothing is dropped from it.
+        """
+        if room_id in self._rooms:
+            return snapshot.Recovery(0, [], 0, b"")
+        log = await self.store.load(room_id)
+        try:
+            result = await asyncio.to_thread(snapshot.recover, log, self.limits)
+        except BaseException as error:
+            if not is_panic(error):
+                raise
+            raise CrdtFailure(f"the CRDT core panicked: {error}", panicked=True) from error
+        if dry_run:
+            return result
+        if result.dropped:
+            for index in result.dropped:
+                logger.warning(
+                    "room %s: recovery drops stored update %d of %d", room_id, index, result.parts
+                )
+            # One more (empty) update, so that the new snapshot covers the whole log.
+            through = await self.store.append(room_id, EMPTY_UPDATE)
+            if through == BUFFERED:
+                raise StoreUnavailable("the store is buffering writes; recover the room later")
+            await self.store.compact(room_id, result.snapshot, through)
+        self.quarantine.lift(room_id)
+        logger.info(
+            "room %s recovered: %d of %d stored updates dropped",
+            room_id,
+            len(result.dropped),
+            result.parts,
+        )
+        return result
 
     # -- deletion -----------------------------------------------------------------------------
 

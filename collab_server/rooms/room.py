@@ -59,6 +59,9 @@ from persistence import BUFFERED, RoomMissing, Store, StoredLog, StoreError
 
 logger = logging.getLogger(__name__)
 
+# An update that carries nothing: no structs, an empty delete set.
+EMPTY_UPDATE = b"\x00\x00"
+
 
 class RoomDeleted(Exception):
     """The room was deleted while someone was still writing to it."""

@@ -98,7 +98,7 @@ def doc_from_log(log: StoredLog, limits: UpdateLimits | None = None) -> Document
     return replay(log_parts(log), limits or UpdateLimits()).doc
 
 
-def squash(log: StoredLog, limits: UpdateLimits | None = None) -> bytes:
+def squash(parts: list[bytes], limits: UpdateLimits | None = None) -> bytes:
     """One update equivalent to the snapshot plus the log, as small as yrs can make it.
 
     The document's own encoding drops deleted content and joins runs of typing, which is what
@@ -107,7 +107,6 @@ def squash(log: StoredLog, limits: UpdateLimits | None = None) -> bytes:
     (`merge_updates` alone would keep everything but grows faster than linearly: about a minute
     for 100,000 keystrokes, against 0.2 s here.)
     """
-    parts = log_parts(log)
     doc = replay(parts, limits or UpdateLimits()).doc
     state = doc.get_state()
     squashed = doc.get_update()
@@ -124,6 +123,27 @@ def squash(log: StoredLog, limits: UpdateLimits | None = None) -> bytes:
     return squashed
 
 
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What replaying a log while leaving out what cannot be replayed gives."""
+
+    parts: int
+    dropped: list[int]  # indices into [snapshot, *updates]
+    dropped_bytes: int
+    snapshot: bytes  # the document from the rest (empty when nothing was dropped)
+
+
+def recover(log: StoredLog, limits: UpdateLimits) -> Recovery:
+    """The document a log makes without the stored updates that cannot be replayed. A snapshot
+    that cannot be replayed is left out whole: the room then starts from the updates after it."""
+    parts = log_parts(log)
+    result = replay(parts, limits, drop_failures=True)
+    if not result.dropped:
+        return Recovery(len(parts), [], 0, b"")
+    dropped_bytes = sum(len(parts[index]) for index in result.dropped)
+    return Recovery(len(parts), result.dropped, dropped_bytes, squash(result.kept, limits))
+
+
 async def compact(store: Store, room_id: str, limits: UpdateLimits | None = None) -> bool:
     """Merge a room's stored log into its snapshot; appends made meanwhile are kept."""
     log = await store.load(room_id)
@@ -131,7 +151,7 @@ async def compact(store: Store, room_id: str, limits: UpdateLimits | None = None
         return False
     # A Doc is bound to the thread that made it; squash builds and drops its own on the worker.
     try:
-        snapshot = await asyncio.to_thread(squash, log, limits)
+        snapshot = await asyncio.to_thread(squash, log_parts(log), limits)
     except BaseException as error:
         if not is_panic(error):
             raise

@@ -48,11 +48,17 @@ class ChangeRoom(BaseModel):
     language: Language | None = None
 
 
+class QuarantineView(BaseModel):
+    reason: str  # why the stored history cannot be replayed
+    since: datetime
+
+
 class RoomView(BaseModel):
     id: str
     name: str
     language: str | None
     peers: int
+    quarantined: QuarantineView | None  # set while the room's history cannot be replayed
     created_at: datetime
     updated_at: datetime
     size_bytes: int
@@ -63,6 +69,14 @@ class RoomView(BaseModel):
 
 class RoomList(BaseModel):
     rooms: list[RoomView]
+
+
+class RecoveryView(BaseModel):
+    room: str
+    dry_run: bool
+    stored_updates: int  # the snapshot and the log rows that were replayed
+    dropped: list[int]  # which of them could not be replayed (0 is the snapshot, if any)
+    dropped_bytes: int
 
 
 class TextWritten(BaseModel):
@@ -87,11 +101,13 @@ def _view(request: Request, record: RoomRecord) -> RoomView:
     registry = _registry(request)
     base, ws_base = _base_urls(request)
     room = registry.loaded(record.id)
+    quarantine = registry.quarantine.get(record.id)
     return RoomView(
         id=record.id,
         name=record.name,
         language=room.language if room is not None else record.language,
         peers=registry.peer_count(record.id),
+        quarantined=quarantine and QuarantineView(reason=quarantine.reason, since=quarantine.since),
         created_at=record.created_at,
         updated_at=record.updated_at,
         size_bytes=record.size_bytes,
@@ -192,6 +208,22 @@ async def delete_room(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def recover_room(request: Request) -> Response:
+    """Rebuild a quarantined room from its stored history without what cannot be replayed
+    (admin); `?dry_run=1` only reports what would be dropped."""
+    record = await _record(request, Role.ADMIN)
+    dry_run = request.query_params.get("dry_run", "") in ("1", "true")
+    result = await _registry(request).recover(record.id, dry_run=dry_run)
+    view = RecoveryView(
+        room=record.id,
+        dry_run=dry_run,
+        stored_updates=result.parts,
+        dropped=result.dropped,
+        dropped_bytes=result.dropped_bytes,
+    )
+    return _json(view)
+
+
 def is_text_name(name: str) -> bool:
     """A shared text's name: a room id's characters, and not the `meta` map."""
     return is_valid_room_id(name) and name != META_MAP
@@ -276,6 +308,9 @@ async def metrics(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
+    """503 once the process can no longer serve rooms (a supervisor should restart it)."""
+    if not _registry(request).running:
+        return JSONResponse({"status": "failed", "reason": "rooms are not served"}, status_code=503)
     return JSONResponse({"status": "ok"})
 
 
@@ -291,6 +326,7 @@ routes = [
     Route("/api/rooms/{room}", get_room, methods=["GET"]),
     Route("/api/rooms/{room}", change_room, methods=["PATCH"]),
     Route("/api/rooms/{room}", delete_room, methods=["DELETE"]),
+    Route("/api/rooms/{room}/recover", recover_room, methods=["POST"]),
     Route("/api/rooms/{room}/text", get_text, methods=["GET"]),
     Route("/api/rooms/{room}/text", put_text, methods=["PUT"]),
     Route("/api/rooms/{room}/update", get_update, methods=["GET"]),

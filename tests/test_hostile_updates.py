@@ -1,0 +1,157 @@
+"""Updates made to hurt, against a real server process: each is refused (or contained) for its
+sender alone, and the process goes on serving every other room with the store taking writes.
+
+Each of these took the whole process down, or its storage, before updates were checked."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from collab_server.protocol import CloseCode, encode_update
+from persistence import open_store
+from tests.rawupdates import (
+    deleting,
+    nested_any,
+    nested_maps,
+    unmerged_typing,
+    update,
+    var_string,
+    var_uint,
+)
+from tests.server_process import ServerProcess, server_process
+from tests.yclient import newcomer_sees, yclient
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {"COLLAB_STORE_URL": f"sqlite:///{tmp_path}/collab.db", "COLLAB_COMPLETION_WORKERS": "0"}
+
+
+@pytest.fixture
+async def server(env: dict[str, str]) -> AsyncIterator[ServerProcess]:
+    async with server_process(env) as running:
+        yield running
+
+
+async def post_update(server: ServerProcess, room: str, update: bytes) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=60) as http:
+        await http.post("/api/rooms", json={"id": room})
+        return await http.post(f"/api/rooms/{room}/update", content=update)
+
+
+async def assert_still_serving(server: ServerProcess, room: str = "bystanders") -> None:
+    """The process lives, says so, and another room edits and stores as before."""
+    assert server.process.returncode is None
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        assert (await http.get("/healthz")).status_code == 200
+        assert (await http.get("/readyz")).status_code == 200
+    async with yclient(server.ws_url, room) as typist:
+        typist.text.insert(len(typist.text), "still here;")
+        await newcomer_sees(server.ws_url, room, str(typist.text))
+
+
+async def test_a_value_nested_40000_deep_is_refused(server: ServerProcess) -> None:
+    attack = nested_any(40_000)  # an 80 kB update; yrs overflowed its stack decoding it
+    async with yclient(server.ws_url, "deep") as attacker:
+        await attacker.send_raw(encode_update(attack))
+        assert await attacker.wait_closed() == CloseCode.UPDATE_REJECTED
+    response = await post_update(server, "deep", attack)
+    assert response.status_code == 422
+    assert "nested deeper than 128" in response.json()["detail"]
+    await assert_still_serving(server)
+    assert (await post_update(server, "deep", nested_any(100))).status_code == 204
+
+
+async def test_maps_nested_60000_deep_are_refused_and_the_limit_deletes_safely(
+    server: ServerProcess, env: dict[str, str]
+) -> None:
+    response = await post_update(server, "maps", nested_maps(7, 60_000))
+    assert response.status_code == 422
+    assert "shared types nested deeper than 128" in response.json()["detail"]
+    # At the limit they are accepted, and deleting the outer one (which yrs does recursively)
+    # is harmless, now and after a restart.
+    assert (await post_update(server, "maps", nested_maps(8, 128))).status_code == 204
+    assert (await post_update(server, "maps", deleting(8, 0, 1))).status_code == 204
+    await assert_still_serving(server)
+    async with server_process(env, port=server.port) as again:
+        async with httpx.AsyncClient(base_url=again.http_url) as http:
+            assert (await http.get("/api/rooms/maps/update")).status_code == 200
+        await assert_still_serving(again)
+
+
+async def test_a_child_one_level_too_deep_is_refused(server: ServerProcess) -> None:
+    assert (await post_update(server, "edge", nested_maps(9, 128))).status_code == 204
+    # The 129th map, under the 128th (clock 127), in an update of its own.
+    child = b"\x27\x00" + var_uint(9) + var_uint(127) + var_string("k") + b"\x01"
+    response = await post_update(server, "edge", update(9, 128, [child]))
+    assert response.status_code == 422
+    assert "nested deeper than 128" in response.json()["detail"]
+
+
+async def test_40000_unmerged_items_are_refused(server: ServerProcess) -> None:
+    # 303 kB that took yrs 2 s and 900 MB to apply (quadratic), and again on every load.
+    response = await post_update(server, "typing", unmerged_typing(11, 40_000))
+    assert response.status_code == 422
+    assert "unmerged items" in response.json()["detail"]
+    assert (await post_update(server, "typing", unmerged_typing(12, 4000))).status_code == 204
+    await assert_still_serving(server)
+
+
+async def test_an_adversarial_text_replacement_is_fast_and_exact(server: ServerProcess) -> None:
+    """1,000 lines of `x` made alternating `x`/`y` froze every room for 18 s (cubic diff)."""
+    before = "x\n" * 2000
+    after = "".join("x\n" if line % 2 else "y\n" for line in range(2000))
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=60) as http:
+        await http.post("/api/rooms", json={"id": "diff"})
+        with anyio.fail_after(30):  # a hang guard: it took about two minutes before
+            assert (await http.put("/api/rooms/diff/text", content=before)).status_code == 200
+            assert (await http.put("/api/rooms/diff/text", content=after)).status_code == 200
+        assert (await http.get("/api/rooms/diff/text")).text == after
+    await assert_still_serving(server)
+
+
+async def test_a_poisoned_log_quarantines_its_room_across_restarts_until_recovered(
+    env: dict[str, str],
+) -> None:
+    """A log an older server stored (maps 60,000 deep, then their deletion) crashed every
+    process that loaded it. Now the room is quarantined, the rest is served, and an admin
+    recovers it."""
+    store = open_store(env["COLLAB_STORE_URL"])
+    await store.open()
+    await store.create_room("poisoned", "poisoned", None)
+    await store.append("poisoned", b"\x01\x01\x02\x00\x04\x01\x0acodemirror\x02ok\x00")
+    await store.append("poisoned", nested_maps(7, 60_000))
+    await store.append("poisoned", deleting(7, 0, 1))
+    await store.close()
+    for _ in range(2):  # and again after a restart
+        async with (
+            server_process(env) as server,
+            httpx.AsyncClient(base_url=server.http_url) as http,
+        ):
+            response = await http.get("/api/rooms/poisoned/text")
+            assert response.status_code == 423
+            assert response.json()["error"] == "room_quarantined"
+            view = (await http.get("/api/rooms/poisoned")).json()
+            assert "nested deeper than 128" in view["quarantined"]["reason"]
+            async with yclient(server.ws_url, "poisoned", sync=False) as client:
+                assert await client.wait_closed() == CloseCode.ROOM_QUARANTINED
+            metrics = (await http.get("/metrics")).text
+            assert "collab_rooms_quarantined 1" in metrics
+            await assert_still_serving(server)
+    async with server_process(env) as server, httpx.AsyncClient(base_url=server.http_url) as http:
+        dry = (await http.post("/api/rooms/poisoned/recover?dry_run=1")).json()
+        assert (dry["dropped"], dry["stored_updates"]) == ([1], 3)
+        assert (await http.get("/api/rooms/poisoned/text")).status_code == 423
+        recovered = (await http.post("/api/rooms/poisoned/recover")).json()
+        assert recovered["dropped"] == [1] and recovered["dropped_bytes"] > 500_000
+        assert (await http.get("/api/rooms/poisoned/text")).text == "ok"
+        assert (await http.get("/api/rooms/poisoned")).json()["quarantined"] is None
+    async with server_process(env) as server, httpx.AsyncClient(base_url=server.http_url) as http:
+        assert (await http.get("/api/rooms/poisoned/text")).text == "ok"
