@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final, Protocol
 
@@ -40,11 +41,12 @@ class RoomRecord:
 
 @dataclass(frozen=True, slots=True)
 class StoredLog:
-    """A room's durable state: the latest snapshot and the updates appended after it."""
+    """A room's durable state: the latest snapshot and the updates in the log after it."""
 
     snapshot: bytes | None
     updates: list[bytes]
     last_seq: int  # the highest sequence number covered by the snapshot and the updates
+    seqs: list[int] = field(default_factory=list)  # each update's sequence number
 
     @property
     def log_bytes(self) -> int:
@@ -103,9 +105,12 @@ class Store(Protocol):
         """Remove these updates from the log (ones the server could not apply after storing
         them, before anyone saw them); return how many were still there to remove."""
 
-    async def compact(self, room_id: str, snapshot: bytes, through_seq: int) -> bool:
-        """Replace the updates up to `through_seq` by `snapshot`, atomically.
+    async def compact(
+        self, room_id: str, snapshot: bytes, through_seq: int, keep: Sequence[int] = ()
+    ) -> bool:
+        """Replace the updates up to `through_seq` by `snapshot`, atomically, but for those
+        numbered in `keep`, which stay in the log (and load right after the snapshot).
 
-        `snapshot` must cover the stored snapshot and every update up to `through_seq`. Returns
-        False (and changes nothing) if the stored snapshot already covers `through_seq`.
+        `snapshot` must cover the stored snapshot and every other update up to `through_seq`.
+        Returns False (and changes nothing) if the stored snapshot already covers `through_seq`.
         """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -82,7 +83,12 @@ class MemoryStore:
 
     async def load(self, room_id: str) -> StoredLog:
         room = self._room(room_id)
-        return StoredLog(room.snapshot, [data for _, data in room.log], room.last_seq)
+        return StoredLog(
+            room.snapshot,
+            [data for _, data in room.log],
+            room.last_seq,
+            [seq for seq, _ in room.log],
+        )
 
     async def append(self, room_id: str, update: bytes) -> int:
         room = self._room(room_id)
@@ -100,11 +106,13 @@ class MemoryStore:
         room.log = [(seq, data) for seq, data in room.log if seq not in seqs]
         return before - len(room.log)
 
-    async def compact(self, room_id: str, snapshot: bytes, through_seq: int) -> bool:
+    async def compact(
+        self, room_id: str, snapshot: bytes, through_seq: int, keep: Sequence[int] = ()
+    ) -> bool:
         room = self._room(room_id)
         if room.snapshot_seq >= through_seq:
             return False
         room.snapshot = snapshot
         room.snapshot_seq = through_seq
-        room.log = [(seq, data) for seq, data in room.log if seq > through_seq]
+        room.log = [(seq, data) for seq, data in room.log if seq > through_seq or seq in keep]
         return True

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TypeAlias
 from urllib.parse import urlsplit, urlunsplit
@@ -248,9 +248,11 @@ class PostgresStore:
                 raise RoomMissing(f"room {room_id!r} does not exist")
             snapshot = await conn.fetchval("SELECT data FROM snapshots WHERE room = $1", room_id)
             rows = await conn.fetch(
-                "SELECT data FROM updates WHERE room = $1 ORDER BY seq", room_id
+                "SELECT seq, data FROM updates WHERE room = $1 ORDER BY seq", room_id
             )
-        return StoredLog(snapshot, [row["data"] for row in rows], last_seq)
+        return StoredLog(
+            snapshot, [row["data"] for row in rows], last_seq, [row["seq"] for row in rows]
+        )
 
     async def discard(self, room_id: str, seqs: list[int]) -> int:
         async with self._connection() as conn, conn.transaction():
@@ -269,7 +271,9 @@ class PostgresStore:
             )
         return removed
 
-    async def compact(self, room_id: str, snapshot: bytes, through_seq: int) -> bool:
+    async def compact(
+        self, room_id: str, snapshot: bytes, through_seq: int, keep: Sequence[int] = ()
+    ) -> bool:
         async with self._connection() as conn, conn.transaction():
             # The room's row lock orders this against appends and other compactions of the room.
             locked = await conn.fetchval(
@@ -292,7 +296,7 @@ class PostgresStore:
                 return False
             await conn.execute(
                 "WITH merged AS ("
-                " DELETE FROM updates WHERE room = $1 AND seq <= $2"
+                " DELETE FROM updates WHERE room = $1 AND seq <= $2 AND seq <> all($4::bigint[])"
                 " RETURNING octet_length(data) AS size)"
                 " UPDATE rooms SET"
                 " log_rows = log_rows - (SELECT count(*) FROM merged),"
@@ -302,5 +306,6 @@ class PostgresStore:
                 room_id,
                 through_seq,
                 len(snapshot),
+                list(keep),
             )
         return True

@@ -8,10 +8,11 @@ commit rather than one per update.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -325,7 +326,12 @@ class SQLiteStore:
                 "SELECT seq, data FROM updates WHERE room = ? ORDER BY seq", (room_id,)
             ).fetchall()
             last_seq = max(snapshot[1] if snapshot else 0, rows[-1][0] if rows else 0)
-            return StoredLog(snapshot[0] if snapshot else None, [row[1] for row in rows], last_seq)
+            return StoredLog(
+                snapshot[0] if snapshot else None,
+                [row[1] for row in rows],
+                last_seq,
+                [row[0] for row in rows],
+            )
 
         # A transaction gives the snapshot and the log rows from one consistent view.
         return await self._run(lambda: self._transaction(work))
@@ -340,7 +346,9 @@ class SQLiteStore:
 
         return await self._run(lambda: self._transaction(work))
 
-    async def compact(self, room_id: str, snapshot: bytes, through_seq: int) -> bool:
+    async def compact(
+        self, room_id: str, snapshot: bytes, through_seq: int, keep: Sequence[int] = ()
+    ) -> bool:
         def work(conn: sqlite3.Connection) -> bool:
             row = conn.execute(
                 "SELECT through_seq FROM snapshots WHERE room = ?", (room_id,)
@@ -354,7 +362,11 @@ class SQLiteStore:
                 " VALUES (?, ?, ?, ?)",
                 (room_id, snapshot, through_seq, time.time()),
             )
-            conn.execute("DELETE FROM updates WHERE room = ? AND seq <= ?", (room_id, through_seq))
+            conn.execute(
+                "DELETE FROM updates WHERE room = ? AND seq <= ?"
+                " AND seq NOT IN (SELECT value FROM json_each(?))",
+                (room_id, through_seq, json.dumps(list(keep))),
+            )
             return True
 
         return await self._run(lambda: self._transaction(work))

@@ -7,13 +7,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
 import pytest
+from pycrdt import Doc, Text
 
 from collab_server.protocol import CloseCode, encode_update
+from collab_server.protocol.update import UpdateRefused
+from collab_server.rooms.registry import RoomRegistry
+from collab_server.settings import Settings
 from persistence import open_store
+from persistence.memory import MemoryStore
 from tests.rawupdates import (
     deleting,
     nested_any,
@@ -24,7 +30,8 @@ from tests.rawupdates import (
     var_uint,
 )
 from tests.server_process import ServerProcess, server_process
-from tests.yclient import newcomer_sees, yclient
+from tests.test_replay import editing_session, picture
+from tests.yclient import YClient, newcomer_sees, yclient
 
 pytestmark = pytest.mark.anyio
 
@@ -155,3 +162,53 @@ async def test_a_poisoned_log_quarantines_its_room_across_restarts_until_recover
         assert (await http.get("/api/rooms/poisoned")).json()["quarantined"] is None
     async with server_process(env) as server, httpx.AsyncClient(base_url=server.http_url) as http:
         assert (await http.get("/api/rooms/poisoned/text")).text == "ok"
+
+
+async def test_a_restart_gives_back_the_document_clients_saw(env: dict[str, str]) -> None:
+    """Editing sessions with multi-byte text and edits at byte offsets inside characters, sent
+    as fast as a socket takes them (so the server stores them in batches): the documents a
+    graceful restart rebuilds are the ones the server served before it."""
+    sessions = {f"s{seed}": await accepted_updates(editing_session(seed)) for seed in range(12)}
+    async with server_process(env) as server:
+        for room, updates in sessions.items():
+            async with yclient(server.ws_url, room) as client:
+                for update in updates:
+                    await client.send_raw(encode_update(update))
+                await newcomer_holds(server, room, client, len(updates))
+        before = {room: await document(server, room) for room in sessions}
+    async with server_process(env) as server:
+        after = {room: await document(server, room) for room in sessions}
+    assert after == before
+
+
+async def accepted_updates(updates: list[bytes]) -> list[bytes]:
+    """The updates of a session that the server's checks let through (run in-process)."""
+    settings = Settings(store_url="memory://", completion_workers=0)
+    kept = []
+    async with RoomRegistry(MemoryStore(), settings) as registry, registry.lease("r") as room:
+        for update in updates:
+            try:
+                await room.apply_update(update, origin=None)
+            except UpdateRefused:
+                continue
+            kept.append(update)
+    return kept
+
+
+async def newcomer_holds(server: ServerProcess, room: str, sender: YClient, count: int) -> None:
+    """Wait until the server holds everything `sender` sent: a last update, sent after them
+    on the same socket, is stored after them."""
+    marker: Doc[Any] = Doc()
+    marker.get("marker", type=Text).insert(0, "done")
+    await sender.send_raw(encode_update(marker.get_update()))
+    async with yclient(server.ws_url, room) as newcomer:
+        await newcomer.wait_until(lambda: str(newcomer.doc.get("marker", type=Text)) == "done")
+    assert sender.close_code is None, f"closed after {count} updates"
+
+
+async def document(server: ServerProcess, room: str) -> tuple[str, object, dict[int, int]]:
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        data = (await http.get(f"/api/rooms/{room}/update")).content
+    doc: Doc[Any] = Doc()
+    doc.apply_update(data)
+    return picture(doc)

@@ -270,6 +270,23 @@ async def test_appends_after_through_seq_are_kept_and_numbering_goes_on(store: S
     assert (log.snapshot, log.updates, log.last_seq) == (b"S1-6", [b"u7"], 7)
 
 
+async def test_compact_keeps_the_updates_it_is_told_to_keep(store: Store) -> None:
+    await store.create_room("r1", "r1", None)
+    for i in range(1, 6):
+        await store.append("r1", f"u{i}".encode())
+    assert await store.compact("r1", b"S1-4", 4, keep=[2, 4]) is True
+    log = await store.load("r1")
+    assert (log.snapshot, log.updates, log.seqs, log.last_seq) == (
+        b"S1-4",
+        [b"u2", b"u4", b"u5"],
+        [2, 4, 5],
+        5,
+    )
+    record = await store.get_room("r1")
+    assert record is not None
+    assert (record.size_bytes, record.log_rows) == (len(b"S1-4") + 6, 3)
+
+
 async def test_compact_of_a_missing_room_raises(store: Store) -> None:
     with pytest.raises(RoomMissing):
         await store.compact("ghost", b"S", 1)

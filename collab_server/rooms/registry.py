@@ -316,17 +316,20 @@ class RoomRegistry(RoomListener):
         A room in memory replayed fine when it loaded: nothing is dropped from it.
         """
         if room_id in self._rooms:
-            return snapshot.Recovery(0, [], 0, b"")
+            return snapshot.Recovery(0, [], 0, None)
         log = await self.store.load(room_id)
         try:
-            result = await asyncio.to_thread(snapshot.recover, log, self.limits)
+            result = await asyncio.to_thread(snapshot.recover, snapshot.log_parts(log), self.limits)
         except BaseException as error:
             if not is_panic(error):
                 raise
             raise CrdtFailure(f"the CRDT core panicked: {error}", panicked=True) from error
         if dry_run:
             return result
-        if result.dropped:
+        if result.squashed is not None:
+            keep = snapshot.kept_seqs(log, result.squashed.kept)
+            if keep is None:
+                raise snapshot.NotRecoverable("the stored snapshot waits for a missing update")
             for index in result.dropped:
                 logger.warning(
                     "room %s: recovery drops stored update %d of %d", room_id, index, result.parts
@@ -335,7 +338,7 @@ class RoomRegistry(RoomListener):
             through = await self.store.append(room_id, EMPTY_UPDATE)
             if through == BUFFERED:
                 raise StoreUnavailable("the store is buffering writes; recover the room later")
-            await self.store.compact(room_id, result.snapshot, through)
+            await self.store.compact(room_id, result.squashed.snapshot, through, keep)
         self.quarantine.lift(room_id)
         logger.info(
             "room %s recovered: %d of %d stored updates dropped",

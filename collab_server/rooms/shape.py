@@ -188,6 +188,10 @@ class DocumentShape:
         if struct.kind == SKIP:
             return
         ranges = self._ranges.get(client)
+        known = ranges.end if ranges is not None else 0
+        if clock > known and self._strict:
+            # A client sends its own history in order; yrs and merges mishandle the holes.
+            raise refused(f"an update that skips clocks {known}-{clock - 1} of its client", "gap")
         pieces = [(clock, end)] if ranges is None else ranges.gaps(clock, end)
         if not pieces:
             return  # everything it holds is there already: yrs skips it
@@ -200,6 +204,13 @@ class DocumentShape:
         if struct.kind == GC:
             self._stage(client, pieces, DEAD)
             return
+        references = (struct.origin, struct.right_origin, struct.parent)
+        if self._strict and any(
+            isinstance(reference, tuple) and reference[0] == client and reference[1] >= clock
+            for reference in references
+        ):
+            # What an item was inserted next to (or into) existed before it.
+            raise refused("an item that refers to itself or to its client's later items")
         self._check_inserts_between_halves(struct)
         if struct.surrogates:
             self._add_surrogates(client, struct.surrogates)
@@ -236,10 +247,11 @@ class DocumentShape:
                 if not found or parent == PENDING:
                     return dependency[0], DEAD
                 neighbours.append(parent)
-        for parent in neighbours:
-            if parent is not DEAD:
-                return None, parent  # yrs takes the left neighbour's parent first
-        return None, DEAD
+        alive = [parent for parent in neighbours if parent is not DEAD]
+        if len(alive) == 2 and alive[0] != alive[1] and self._strict:
+            # Yjs never makes one; yrs integrates it, but encodes it back as something else.
+            raise refused("an item whose two neighbours live in different types")
+        return None, alive[0] if alive else DEAD  # yrs takes the left neighbour's parent first
 
     def _record_type(self, struct: Struct, parent: Parent) -> None:
         self._touch(parent)
