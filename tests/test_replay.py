@@ -87,7 +87,7 @@ async def send(room: Room, updates: list[bytes], rng: random.Random) -> list[byt
         decoded = []
         for data in batch:
             try:
-                decoded.append(room.decode(data))
+                decoded.append(await room.decode(data))
             except UpdateRefused:
                 refused.append(data)
         try:

@@ -193,8 +193,11 @@ class RoomRegistry(RoomListener):
             # Off the event loop; a log that cannot be squashed is quarantined just below.
             await self._guarded(self._compact_stored(room_id), f"room {room_id}: compaction")
         log = await self.store.load(room_id)
+        parts = snapshot.log_parts(log)
         try:
-            state = snapshot.replay(snapshot.log_parts(log), self.limits)
+            # Checking a large log takes a while in Python: off the event loop.
+            shape = await asyncio.to_thread(snapshot.check_stored, parts, self.limits)
+            state = snapshot.Replay(snapshot.build_stored(parts), shape)
         except snapshot.LogUnreplayable as error:
             quarantined = self.quarantine.add(room_id, error.reason)
             logger.error(
@@ -202,7 +205,7 @@ class RoomRegistry(RoomListener):
                 "POST /api/rooms/%s/recover drops what cannot be replayed",
                 room_id,
                 error.index,
-                len(snapshot.log_parts(log)),
+                len(parts),
                 error.reason,
                 room_id,
             )
@@ -425,7 +428,11 @@ class RoomRegistry(RoomListener):
             logger.info("room %s was deleted elsewhere", room.id)
             await self._forget(room.id, only=room)
             return
-        room.catch_up(log)
+        await room.catch_up(log)
+
+    async def _apply_remote(self, room: Room, update: bytes) -> None:
+        await room.apply_remote_updates([update])
+        self._after_append(room)
 
     def room_missing(self, room: Room) -> None:
         if self._tasks is not None and self._rooms.get(room.id) is room:  # not shutting down
@@ -438,8 +445,8 @@ class RoomRegistry(RoomListener):
                 self._early[room_id].append(message)
             return
         if message.kind is Kind.UPDATE:
-            room.apply_remote_updates([message.payload])
-            self._after_append(room)
+            # A task each, started in order: the room applies them in the order they came.
+            self._start(self._apply_remote(room, message.payload), f"room {room_id}: update")
         elif message.kind is Kind.AWARENESS:
             try:
                 room.apply_remote_awareness(decode_awareness(message.payload))

@@ -53,7 +53,13 @@ from collab_server.rooms.document import (
 )
 from collab_server.rooms.peer import OutboundUpdate, Peer
 from collab_server.rooms.presence import Presence
-from collab_server.rooms.snapshot import LogUnreplayable, Replay, log_parts, replay
+from collab_server.rooms.snapshot import (
+    LogUnreplayable,
+    Replay,
+    build_stored,
+    check_stored,
+    log_parts,
+)
 from collab_server.rooms.text_edit import replacement_update
 from persistence import BUFFERED, RoomMissing, Store, StoredLog, StoreError
 
@@ -61,6 +67,24 @@ logger = logging.getLogger(__name__)
 
 # An update that carries nothing: no structs, an empty delete set.
 EMPTY_UPDATE = b"\x00\x00"
+# Decoding and checking updates larger than this (Python: about 5 us a struct) runs off the
+# event loop, so that a big paste or an 8 MB import does not hold up every other room.
+HEAVY_UPDATE_BYTES = 64 * 1024
+
+
+def decode_checked(update: bytes, limits: UpdateLimits) -> DecodedUpdate:
+    """Decode an update within `limits` and make sure yrs reads it too; raise `UpdateRefused`.
+    Needs no document: may run in a thread."""
+    decoded = decode_update(update, limits)
+    try:
+        get_state(update)
+    except ValueError as error:
+        raise refused(f"the CRDT core cannot decode it: {error}") from error
+    except BaseException as error:
+        if not is_panic(error):
+            raise
+        raise refused(f"the CRDT core cannot decode it: {error}") from error
+    return decoded
 
 
 class RoomDeleted(Exception):
@@ -113,6 +137,8 @@ class Room:
         self.limits = limits
         self._shape = state.shape
         self._shape_stale = False  # it holds updates that were checked but not stored
+        self._encoded = b""  # the document's state to rebuild a stale shape from
+        self._checking = asyncio.Lock()  # the shape is checked (and changed) by one at a time
         self._store = store
         self._presence = Presence()
         self._listener = listener or RoomListener()
@@ -185,27 +211,20 @@ class Room:
 
     # -- updates ------------------------------------------------------------------------------
 
-    def decode(self, update: bytes) -> DecodedUpdate:
+    async def decode(self, update: bytes) -> DecodedUpdate:
         """Decode an update within the limits; raise `UpdateRefused` (4422) if it is malformed
         or over them. What the document must also allow is checked when it is stored."""
         try:
-            decoded = decode_update(update, self.limits)
-            try:
-                get_state(update)  # yrs must be able to read what was checked here
-            except ValueError as error:
-                raise refused(f"the CRDT core cannot decode it: {error}") from error
-            except BaseException as error:
-                if not is_panic(error):
-                    raise
-                raise refused(f"the CRDT core cannot decode it: {error}") from error
+            if len(update) > HEAVY_UPDATE_BYTES:
+                return await asyncio.to_thread(decode_checked, update, self.limits)
+            return decode_checked(update, self.limits)
         except UpdateRefused as error:
             self._listener.update_refused(self, error)
             raise
-        return decoded
 
     async def apply_update(self, update: bytes, origin: Peer | None) -> None:
         """Check, store, apply and relay one update (REST writes, the server's own edits)."""
-        await self.apply_updates([self.decode(update)], origin)
+        await self.apply_updates([await self.decode(update)], origin)
 
     async def apply_updates(self, updates: list[DecodedUpdate], origin: Peer | None) -> None:
         """Check updates against the document, store them in one batch, then apply them and
@@ -219,16 +238,26 @@ class Room:
             return
         if self.deleted or self.broken:
             raise RoomDeleted(self.id)
-        accepted, refusal, meta = self._admit(updates)
-        if accepted:
-            previous, turn = self._last_turn, asyncio.get_running_loop().create_future()
-            self._last_turn = turn
-            # Started now, so batches reach the store in the order they were checked; shielded,
-            # so that what gets stored is also applied even if the caller is cancelled.
-            work = asyncio.ensure_future(
-                self._store_and_apply(accepted, origin, meta, previous, turn)
-            )
-            work.add_done_callback(_retrieve)
+        async with self._checking:
+            if sum(len(update.data) for update in updates) > HEAVY_UPDATE_BYTES:
+                admitted = await asyncio.to_thread(self._admit, updates)
+            else:
+                admitted = self._admit(updates)
+            accepted, refusal, meta = admitted
+            work = None
+            if accepted:
+                previous, turn = self._last_turn, asyncio.get_running_loop().create_future()
+                self._last_turn = turn
+                # Started while checks are held, so batches reach the store in the order they
+                # were checked; shielded, so that what is stored is applied even if the caller
+                # is cancelled.
+                work = asyncio.ensure_future(
+                    self._store_and_apply(accepted, origin, meta, previous, turn)
+                )
+                work.add_done_callback(_retrieve)
+        if refusal is not None:
+            self._listener.update_refused(self, refusal)
+        if work is not None:
             await asyncio.shield(work)
         if refusal is not None:
             raise refusal
@@ -237,16 +266,16 @@ class Room:
         self, updates: list[DecodedUpdate]
     ) -> tuple[list[DecodedUpdate], UpdateRefused | None, bool]:
         """The updates the document allows, up to the first it refuses (and that refusal),
-        and whether they touch the `meta` map."""
+        and whether they touch the `meta` map. Touches the shape only: may run in a thread."""
         if self._shape_stale:
-            self._rebuild_shape()
+            self._shape = check_stored([self._encoded], self.limits)
+            self._shape_stale = False
         accepted: list[DecodedUpdate] = []
         meta = False
         for update in updates:
             try:
                 meta |= META_MAP in self._shape.admit(update)
             except UpdateRefused as error:
-                self._listener.update_refused(self, error)
                 return accepted, error, meta
             accepted.append(update)
         return accepted, None, meta
@@ -267,7 +296,9 @@ class Room:
                 self._listener.room_missing(self)
                 raise RoomDeleted(self.id) from error
             except BaseException:
-                self._shape_stale = True  # it holds updates the document will not
+                # The shape holds updates the document will not: rebuilt from the document.
+                self._shape_stale = True
+                self._encoded = self.doc.get_update()
                 raise
             if previous is not None:
                 await previous
@@ -306,7 +337,9 @@ class Room:
         try:
             await self._store.discard(self.id, seqs)
             log = await self._store.load(self.id)
-            self._replace_state(replay(log_parts(log), self.limits))
+            parts = log_parts(log)
+            shape = await asyncio.to_thread(check_stored, parts, self.limits)
+            self._replace_state(Replay(build_stored(parts), shape))
         except (StoreError, LogUnreplayable) as error:
             self._break(f"could not rebuild after a failed update: {error}")
 
@@ -321,11 +354,6 @@ class Room:
         self._shape_stale = False
         self._language_changed()
 
-    def _rebuild_shape(self) -> None:
-        """The shape from what the document holds (after updates it checked were not stored)."""
-        self._shape = replay([self.doc.get_update()], self.limits).shape
-        self._shape_stale = False
-
     def _apply_awareness(self, peer: Peer, entries: list[AwarenessEntry]) -> None:
         accepted = self._presence.apply(entries, peer)
         if not accepted:
@@ -336,12 +364,13 @@ class Room:
 
     # -- other server processes ---------------------------------------------------------------
 
-    def apply_remote_updates(self, updates: list[bytes]) -> None:
+    async def apply_remote_updates(self, updates: list[bytes]) -> None:
         """Updates another process stored (so durable already): apply them, relay them."""
-        before = self.doc.get_state()
-        self._apply_stored(updates)
-        if not self.broken:
-            self._relay_since(before)
+        async with self._checking:
+            before = self.doc.get_state()
+            self._apply_stored(updates)
+            if not self.broken:
+                self._relay_since(before)
 
     def apply_remote_awareness(self, entries: list[AwarenessEntry]) -> None:
         accepted = self._presence.apply(entries, None)
@@ -352,12 +381,13 @@ class Room:
         """The states of this process's own clients, for a process that just loaded the room."""
         return self._presence.entries(local_only=True)
 
-    def catch_up(self, log: StoredLog) -> None:
+    async def catch_up(self, log: StoredLog) -> None:
         """Apply whatever the store has that this copy lacks (missed messages from others)."""
-        before = self.doc.get_state()
-        self._apply_stored(log_parts(log))
-        if not self.broken:
-            self._relay_since(before)
+        async with self._checking:
+            before = self.doc.get_state()
+            self._apply_stored(log_parts(log))
+            if not self.broken:
+                self._relay_since(before)
 
     def _apply_stored(self, updates: list[bytes]) -> None:
         """Apply updates that are in the store already, checking only what protects yrs."""

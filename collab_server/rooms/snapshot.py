@@ -90,6 +90,31 @@ def replay(parts: list[bytes], limits: UpdateLimits, *, drop_failures: bool = Fa
     return result
 
 
+def check_stored(parts: list[bytes], limits: UpdateLimits) -> DocumentShape:
+    """The shape of the document `parts` make, checked as `replay` checks them but without
+    yrs: pure Python, so a load runs it off the event loop. Raises `LogUnreplayable`."""
+    limits = stored_limits(limits)
+    shape = DocumentShape(max_depth=limits.max_depth, max_pending=limits.max_pending_items)
+    for index, update in enumerate(parts):
+        try:
+            shape.admit(decode_update(update, limits, strict=False), strict=False)
+        except ProtocolError as error:
+            raise LogUnreplayable(index, error.reason) from error
+    return shape
+
+
+def build_stored(parts: list[bytes]) -> Document:
+    """The document checked `parts` make, on the thread that will keep it (pycrdt binds a
+    document to its thread). Raises `LogUnreplayable` if yrs fails on one."""
+    doc = new_document()
+    for index, update in enumerate(parts):
+        try:
+            apply_update(doc, update)
+        except CrdtFailure as error:
+            raise LogUnreplayable(index, error.reason) from error
+    return doc
+
+
 def log_parts(log: StoredLog) -> list[bytes]:
     return [log.snapshot, *log.updates] if log.snapshot is not None else list(log.updates)
 

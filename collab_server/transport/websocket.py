@@ -192,7 +192,7 @@ async def _receive(
             if not isinstance(message, SyncUpdate | SyncStep2):
                 room.receive(peer, message)
             elif writable:
-                await intake.put(room.decode(message.update))
+                await intake.put(await room.decode(message.update))
         except ProtocolError as error:
             return _close_reason(room, peer, error)
         if peer.closing:
