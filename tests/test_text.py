@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from pycrdt import Doc, Text
 
@@ -14,7 +16,15 @@ from collab_server.positions import (
     utf16_length,
 )
 from collab_server.rooms.document import new_document, text_of
-from collab_server.rooms.text_edit import Edit, replacement_update, text_edits
+from collab_server.rooms.text_edit import (
+    MAX_DETAILED_CHARS,
+    MAX_STEPS,
+    STEPS_PER_LINE,
+    Edit,
+    diff_text,
+    replacement_update,
+    text_edits,
+)
 
 SAMPLE = "aé😀b\nπx"  # 1, 1, 2 (surrogate pair), 1 UTF-16 units on the first line
 
@@ -81,3 +91,133 @@ def test_replacement_keeps_a_concurrent_edit_elsewhere() -> None:
     server.apply_update(replacement_update(state, "codemirror", "alpha\nBETA\ngamma\n"))
     server.apply_update(client.get_update())
     assert str(text_of(server, "codemirror")) == "alpha!\nBETA\ngamma\n"
+
+
+def applied(old: str, edits: list[Edit]) -> str:
+    """`old` with `edits` made, after checking they are ascending, non-overlapping and not empty."""
+    parts: list[str] = []
+    done = 0
+    for edit in edits:
+        assert done <= edit.start <= edit.end <= len(old), (done, edit)
+        assert edit.start < edit.end or edit.insert, edit
+        parts += [old[done : edit.start], edit.insert]
+        done = edit.end
+    return "".join([*parts, old[done:]])
+
+
+PIECES = ["a\n", "b\n", "c\n", "\n", "x", "é😀\n", "\r\n", "\r", "    return y\n", "def f():\n"]
+
+
+def random_pair(rng: random.Random) -> tuple[str, str]:
+    """Two texts made of few kinds of lines: unrelated, or the second an edit of the first."""
+    old = "".join(rng.choices(PIECES, k=rng.choice([0, 1, 5, 30, 300])))
+    if rng.random() < 0.3:
+        return old, "".join(rng.choices(PIECES, k=rng.choice([0, 1, 5, 30, 300])))
+    parts = list(old)
+    for _ in range(rng.randint(1, 6)):
+        at = rng.randint(0, len(parts))
+        parts[at : at + rng.randint(0, 3)] = rng.choices(PIECES, k=rng.randint(0, 3))
+    return old, "".join(parts)
+
+
+def test_random_edits_reach_the_new_text() -> None:
+    rng = random.Random(20261201)
+    coarse = detailed = 0
+    for _ in range(3000):
+        old, new = random_pair(rng)
+        diff = diff_text(old, new)
+        assert applied(old, diff.edits) == new, (old, new)
+        assert diff.edits == text_edits(old, new)  # and the same every time
+        assert diff.steps <= STEPS_PER_LINE * (len(old.splitlines()) + len(new.splitlines()))
+        coarse += diff.coarse > 0
+        detailed += diff.coarse == 0
+    assert coarse > 10 and detailed > 1000  # both paths were taken
+
+
+def test_random_replacements_reach_the_new_text() -> None:
+    rng = random.Random(7)
+    for _ in range(100):
+        old, new = random_pair(rng)
+        doc = new_document()
+        text_of(doc, "codemirror").insert(0, old)
+        doc.apply_update(replacement_update(doc.get_update(), "codemirror", new))
+        assert str(text_of(doc, "codemirror")) == new, (old, new)
+
+
+def code_file(functions: int) -> list[str]:
+    """Code with many repeated lines, four per function: a diff cannot anchor on most of them."""
+    return [
+        line
+        for index in range(functions)
+        for line in (f"def f{index}(x):\n", "    y = x + 1\n", "    return y\n", "\n")
+    ]
+
+
+def test_one_changed_line_in_a_long_file_is_one_small_edit() -> None:
+    lines = code_file(250)
+    old = "".join(lines)
+    at = len("".join(lines[:501])) + len("    y = x + ")  # the "1" of f125
+    lines[501] = "    y = x + 2\n"
+    assert text_edits(old, "".join(lines)) == [Edit(at, at + 1, "2")]
+
+
+def test_a_deleted_or_inserted_line_is_one_edit_at_its_start() -> None:
+    lines = code_file(250)
+    old = "".join(lines)
+    blank = len("".join(lines[:503]))  # the blank line after f125
+    assert text_edits(old, "".join(lines[:503] + lines[504:])) == [Edit(blank, blank + 1, "")]
+    added = "    print(y)\n"
+    assert text_edits(old, "".join([*lines[:502], added, *lines[502:]])) == [
+        Edit(blank - len("    return y\n"), blank - len("    return y\n"), added)
+    ]
+
+
+@pytest.mark.parametrize("count", [1_000, 25_000])
+def test_adversarial_lines_take_bounded_work(count: int) -> None:
+    """Every other line inserted into identical lines: quadratic for Myers, worse for difflib."""
+    old, new = "x\n" * count, "x\ny\n" * count
+    diff = diff_text(old, new)
+    assert applied(old, diff.edits) == new
+    assert diff.coarse == 1  # the budget ran out, so the differing middle was replaced whole
+    lines = len(old.splitlines()) + len(new.splitlines())
+    assert 0 < diff.steps <= min(STEPS_PER_LINE * lines, MAX_STEPS)
+
+
+def test_beyond_the_detailed_size_the_middle_is_replaced_whole() -> None:
+    lines = [f"{index:07}\n" for index in range(MAX_DETAILED_CHARS // 16 + 1000)]
+    old = "".join(lines)
+    new = "".join(["first\n", *lines[1:-1], "last\n"])  # the differing middle is all of it
+    diff = diff_text(old, new)
+    assert diff.edits == [Edit(0, len(old) - 1, "first\n" + old[8:-8] + "last")]
+    assert (diff.coarse, diff.steps) == (1, 0)
+    # The size counts what differs: one changed line in the same text is found in detail.
+    middle = len(lines) // 2
+    changed = "".join([*lines[:middle], "changed\n", *lines[middle + 1 :]])
+    assert text_edits(old, changed) == [Edit(middle * 8, middle * 8 + 7, "changed")]
+
+
+def test_lines_added_around_a_line_leave_it_alone() -> None:
+    """The common end is cut at a line start: "return y" is kept, not rewritten."""
+    old = "def f():\n    return y\n"
+    new = "def f():\n    y = 2\n    return y\n\n"
+    start = old.index("    return")
+    assert text_edits(old, new) == [
+        Edit(start, start, "    y = 2\n"),
+        Edit(len(old), len(old), "\n"),
+    ]
+
+
+def test_scattered_edits_in_a_long_file_cost_work_only_where_they_are() -> None:
+    """Lines that occur once ("def fN") anchor the diff: Myers only sees the stretches between
+    the two anchors around each edit, 4 lines a side, not the 10,000 lines of the file."""
+    lines = code_file(2_500)
+    old = "".join(lines)
+    expected = []
+    for changed in range(1, len(lines), 500):  # "    y = x + 1" of every 125th function
+        at = len("".join(lines[:changed])) + len("    y = x + ")
+        expected.append(Edit(at, at + 1, "2"))
+        lines[changed] = "    y = x + 2\n"
+    diff = diff_text(old, "".join(lines))
+    assert diff.edits == expected
+    assert diff.coarse == 0
+    assert diff.steps <= STEPS_PER_LINE * 8 * len(expected)
