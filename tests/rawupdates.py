@@ -63,3 +63,14 @@ def unmerged_typing(client: int, count: int) -> bytes:
         b"\x84" + var_uint(client) + var_uint(clock) + var_string("a") for clock in range(count - 1)
     ]
     return update(client, 0, structs)
+
+
+def text_item(client: int, text: str) -> bytes:
+    """`text` at the start of the root text `codemirror`, by `client` at clock 0."""
+    return update(client, 0, [b"\x04\x01" + var_string("codemirror") + var_string(text)])
+
+
+def empty_client_block(client: int, clock: int) -> bytes:
+    """An update naming `client` with no structs: yrs panics on it (unwraps its first struct)
+    when the document already holds that client."""
+    return b"\x01\x00" + var_uint(client) + var_uint(clock) + b"\x00"

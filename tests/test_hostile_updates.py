@@ -22,8 +22,10 @@ from persistence import open_store
 from persistence.memory import MemoryStore
 from tests.rawupdates import (
     deleting,
+    empty_client_block,
     nested_any,
     nested_maps,
+    text_item,
     unmerged_typing,
     update,
     var_string,
@@ -212,3 +214,18 @@ async def document(server: ServerProcess, room: str) -> tuple[str, object, dict[
     doc: Doc[Any] = Doc()
     doc.apply_update(data)
     return picture(doc)
+
+
+async def test_an_update_that_made_yrs_panic_is_refused(server: ServerProcess) -> None:
+    """26 bytes, then 5: the second names a client with no structs, and applying it panicked
+    inside yrs (a BaseException that got past every handler, and took storage down)."""
+    assert (await post_update(server, "panic", text_item(1, "ok"))).status_code == 204
+    response = await post_update(server, "panic", empty_client_block(1, 10))
+    assert response.status_code == 422
+    assert "no structs" in response.json()["detail"]
+    async with yclient(server.ws_url, "panic") as attacker:
+        await attacker.send_raw(encode_update(empty_client_block(1, 10)))
+        assert await attacker.wait_closed() == CloseCode.UPDATE_REJECTED
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        assert (await http.get("/api/rooms/panic/text")).text == "ok"
+    await assert_still_serving(server)

@@ -236,6 +236,8 @@ class _Reader:
             count = self.uint()
             client = self.uint()
             clock = self.uint()
+            if count == 0:  # Yjs never writes one; yrs panics on it (unwraps its first struct)
+                raise refused(f"client {client} with no structs")
             if len(structs) + count > limits.max_structs:
                 raise refused(f"more than {limits.max_structs} structs", "limits")
             previous: Struct | None = None

@@ -1,6 +1,7 @@
 """Typed access to the shared types of a room's document, and the one guarded way to change it.
 
-yrs is native code: besides refusing an update (ValueError), it can panic on one, and pycrdt then
+yrs is native code: besides refusing an update (ValueError when it cannot decode it,
+RuntimeError when it cannot integrate it), it can panic on one, and pycrdt then
 raises `PanicException`, a `BaseException` that `except Exception` does not catch. Every update
 the server applies goes through `apply_update` here, which turns both into `CrdtFailure`.
 """
@@ -35,7 +36,7 @@ def apply_update(doc: Document, update: bytes) -> None:
     """Apply one update in its own transaction; raise `CrdtFailure` if yrs refuses or panics."""
     try:
         doc.apply_update(update)
-    except ValueError as error:
+    except (ValueError, RuntimeError) as error:  # it cannot decode it; it cannot integrate it
         raise CrdtFailure(f"the CRDT core refused the update: {error}", panicked=False) from error
     except BaseException as error:
         if not is_panic(error):

@@ -202,7 +202,7 @@ class Room:
         """Everything the document holds that a client with `state_vector` lacks."""
         try:
             return self.doc.get_update(state_vector)
-        except ValueError as error:
+        except (ValueError, RuntimeError) as error:
             raise ProtocolError(f"invalid state vector: {error}") from error
         except BaseException as error:
             if not is_panic(error):
@@ -309,7 +309,9 @@ class Room:
                     apply_update(self.doc, update)
             except CrdtFailure as failure:
                 await self._take_back(seqs, failure)
-                raise refused(failure.reason, "crdt") from failure
+                refusal = refused(failure.reason, "crdt")
+                self._listener.update_refused(self, refusal)
+                raise refusal from failure
         finally:
             turn.set_result(None)
         # One message for the whole batch: peers' queues grow by one item, not by the batch.

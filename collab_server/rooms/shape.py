@@ -26,7 +26,16 @@ from collections.abc import Callable
 from typing import Final
 
 from collab_server.protocol import ProtocolError
-from collab_server.protocol.update import GC, ID, SKIP, TYPE, DecodedUpdate, Struct, refused
+from collab_server.protocol.update import (
+    DELETED,
+    GC,
+    ID,
+    SKIP,
+    TYPE,
+    DecodedUpdate,
+    Struct,
+    refused,
+)
 
 # The parent of an item, as kept here: a root type's name, or the id of the shared-type item it
 # lives in; DEAD for items yrs integrates without a live parent (GC'd ranges, children of
@@ -121,6 +130,7 @@ class DocumentShape:
         self.max_pending = max_pending
         self._ranges: dict[int, _Ranges] = {}
         self._types: dict[ID, tuple[int, str]] = {}  # shared-type item -> (depth, root name)
+        self._deleted: dict[int, _Ranges] = {}  # items whose content is gone (ContentDeleted)
         self._surrogates: dict[int, set[int]] = {}  # client -> clocks of high surrogates
         self._waiting: dict[int, list[Struct]] = {}  # client of a missing id -> items waiting
         self._journal: list[Undo] = []
@@ -172,6 +182,10 @@ class DocumentShape:
             return False, DEAD
         return True, ranges.parents[index]
 
+    def _content_deleted(self, client: int, clock: int) -> bool:
+        ranges = self._deleted.get(client)
+        return ranges is not None and ranges.find(clock) >= 0
+
     def _is_surrogate(self, client: int, clock: int) -> bool:
         clocks = self._surrogates.get(client)
         return clocks is not None and clock in clocks
@@ -214,6 +228,8 @@ class DocumentShape:
         self._check_inserts_between_halves(struct)
         if struct.surrogates:
             self._add_surrogates(client, struct.surrogates)
+        if struct.kind == DELETED:
+            self._stage_deleted(client, pieces)
         missing, parent = self._resolve(struct)
         if missing is not None:
             self._wait(missing, struct)
@@ -237,9 +253,11 @@ class DocumentShape:
             found, above = self._parent_of(*struct.parent)
             if not found or above == PENDING:
                 return struct.parent[0], DEAD
-            # Not a shared type (a deleted one, or a hostile id): yrs makes the item dead or
-            # refuses the update, and either way nothing nests under it.
-            return None, struct.parent if struct.parent in self._types else DEAD
+            if struct.parent in self._types:
+                return None, struct.parent
+            if above is not DEAD and not self._content_deleted(*struct.parent) and self._strict:
+                raise refused("an item whose parent is not a shared type")
+            return None, DEAD  # under a deleted type: yrs integrates it as deleted
         neighbours = []
         for dependency in (struct.origin, struct.right_origin):
             if dependency is not None:
@@ -278,6 +296,14 @@ class DocumentShape:
         for start, end in pieces:
             self._journal.append(ranges.add(start, end, parent))
         self._changed.add(client)
+
+    def _stage_deleted(self, client: int, pieces: list[tuple[int, int]]) -> None:
+        ranges = self._deleted.get(client)
+        if ranges is None:
+            ranges = self._deleted[client] = _Ranges()
+            self._journal.append(lambda: self._deleted.pop(client, None))
+        for start, end in pieces:
+            self._journal.append(ranges.add(start, end, DEAD))
 
     def _add_surrogates(self, client: int, clocks: tuple[int, ...]) -> None:
         known = self._surrogates.setdefault(client, set())
