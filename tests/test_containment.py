@@ -15,8 +15,8 @@ import pytest
 from pycrdt import Doc
 
 from collab_server.protocol import CloseCode
+from collab_server.rooms import document, snapshot
 from collab_server.rooms import room as room_module
-from collab_server.rooms import snapshot
 from collab_server.rooms.document import CrdtFailure, Document
 from tests.conftest import RunningServer
 from tests.rawupdates import empty_client_block, text_item
@@ -41,7 +41,7 @@ def real_panic() -> BaseException:
 async def test_an_update_yrs_fails_on_after_storing_is_taken_back(
     server: RunningServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    apply = room_module.apply_update
+    apply = document.apply_update
 
     def failing_apply(doc: Document, update: bytes) -> None:
         apply(doc, update)  # yrs may have taken part of it before it panicked
