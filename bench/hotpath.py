@@ -24,6 +24,7 @@ from contextlib import AsyncExitStack
 
 from pycrdt import Doc, Text, TransactionEvent
 
+from collab_server.metrics import Metrics
 from collab_server.protocol import SyncUpdate, decode_message, encode_update
 from collab_server.rooms.peer import Peer
 from collab_server.rooms.registry import RoomRegistry
@@ -64,7 +65,7 @@ async def measure(rooms: int, clients: int, rounds: int, burst: int) -> tuple[fl
     store = MemoryStore()
     await store.open()
     async with (
-        RoomRegistry(store, Settings()) as registry,
+        RoomRegistry(store, Settings(), Metrics()) as registry,
         AsyncExitStack() as leases,
         asyncio.TaskGroup() as tasks,
     ):

@@ -11,8 +11,9 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import WebSocketRoute
 
 from collab_server.auth import Authenticator
-from collab_server.cluster.bus import RedisBus
+from collab_server.cluster.replication import ClusterReplication
 from collab_server.completion import CompletionService
+from collab_server.metrics import Metrics
 from collab_server.rooms.registry import RoomRegistry
 from collab_server.settings import Settings
 from collab_server.transport import completion, pages, rest
@@ -26,6 +27,8 @@ def create_app(settings: Settings) -> Starlette:
         # Processes that relay to each other must also read and write one shared log.
         raise ValueError("COLLAB_REDIS_URL needs a PostgreSQL COLLAB_STORE_URL")
 
+    metrics = Metrics()  # what /metrics serves; the rooms and the transport count into it
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = open_store(
@@ -34,12 +37,14 @@ def create_app(settings: Settings) -> Starlette:
         await store.open()
         try:
             async with AsyncExitStack() as stack:
-                bus = None
+                replication = None
                 if settings.redis_url:
-                    bus = await stack.enter_async_context(RedisBus(settings.redis_url))
-                registry = await stack.enter_async_context(RoomRegistry(store, settings, bus))
-                if bus is not None:
-                    bus.on_reconnect = registry.catch_up_all
+                    replication = await stack.enter_async_context(
+                        ClusterReplication(settings.redis_url)
+                    )
+                registry = await stack.enter_async_context(
+                    RoomRegistry(store, settings, metrics, replication)
+                )
                 app.state.registry = registry
                 app.state.completion = await stack.enter_async_context(CompletionService(settings))
                 yield

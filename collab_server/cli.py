@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from collab_server.app import create_app
 from collab_server.auth import ALL_ROOMS, Role, mint_token
-from collab_server.rooms.registry import is_valid_room_id
+from collab_server.rooms.ids import is_valid_room_id
 from collab_server.settings import Settings
 from persistence import StoreError, migrate, open_store
 from persistence.copy import CopiedRoom, copy_rooms

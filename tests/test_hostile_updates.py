@@ -14,6 +14,7 @@ import httpx
 import pytest
 from pycrdt import Doc, Text
 
+from collab_server.metrics import Metrics
 from collab_server.protocol import CloseCode, encode_update
 from collab_server.protocol.update import UpdateRefused
 from collab_server.rooms.registry import RoomRegistry
@@ -187,7 +188,10 @@ async def accepted_updates(updates: list[bytes]) -> list[bytes]:
     """The updates of a session that the server's checks let through (run in-process)."""
     settings = Settings(store_url="memory://", completion_workers=0)
     kept = []
-    async with RoomRegistry(MemoryStore(), settings) as registry, registry.lease("r") as room:
+    async with (
+        RoomRegistry(MemoryStore(), settings, Metrics()) as registry,
+        registry.lease("r") as room,
+    ):
         for update in updates:
             try:
                 await room.apply_update(update, origin=None)

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from collab_server.metrics import Metrics
 from collab_server.rooms.registry import RoomRegistry
 from collab_server.rooms.room import Room
 from collab_server.settings import Settings
@@ -26,7 +27,7 @@ async def watch(registry: RoomRegistry, room_id: str) -> str:
 
 async def test_a_lease_that_may_not_create_finds_no_room_and_makes_none() -> None:
     store = MemoryStore()
-    async with RoomRegistry(store, Settings(store_url="memory://")) as registry:
+    async with RoomRegistry(store, Settings(store_url="memory://"), Metrics()) as registry:
         with pytest.raises(RoomMissing):
             async with registry.lease("absent", create=False):
                 pass
@@ -41,7 +42,7 @@ async def test_a_creating_lease_that_joins_a_load_which_may_not_create_still_get
     None
 ):
     store = MemoryStore()
-    async with RoomRegistry(store, Settings(store_url="memory://")) as registry:
+    async with RoomRegistry(store, Settings(store_url="memory://"), Metrics()) as registry:
 
         async def join() -> str:
             async with registry.lease("new") as room:
@@ -96,7 +97,7 @@ class GatedStore(MemoryStore):
 
 async def test_an_editor_arriving_as_a_viewers_load_fails_gets_the_room_without_spinning() -> None:
     store = GatedStore("get_room")
-    async with RoomRegistry(store, Settings(store_url="memory://")) as registry:
+    async with RoomRegistry(store, Settings(store_url="memory://"), Metrics()) as registry:
 
         async def editor() -> str:
             # Woken as the viewer's load finds nothing: it runs once that load has failed, and
@@ -115,7 +116,7 @@ async def test_an_editor_arriving_as_a_viewers_load_fails_gets_the_room_without_
 
 async def test_leases_share_one_room_after_a_failed_load_was_replaced() -> None:
     store = GatedStore("get_room", "ensure_room")
-    async with RoomRegistry(store, Settings(store_url="memory://")) as registry:
+    async with RoomRegistry(store, Settings(store_url="memory://"), Metrics()) as registry:
         leave = asyncio.Event()
 
         async def editor(after: asyncio.Event, asking: asyncio.Event) -> Room:
@@ -147,7 +148,7 @@ async def test_a_room_deleted_while_it_loads_does_not_come_back() -> None:
     store = GatedStore()
     await store.create_room("x", "x", None)
     await store.append("x", b"\x00\x00")
-    async with RoomRegistry(store, Settings(store_url="memory://")) as registry:
+    async with RoomRegistry(store, Settings(store_url="memory://"), Metrics()) as registry:
         store.gate("load")
         reading = asyncio.create_task(watch(registry, "x"))
         await store.arrived["load"].wait()  # the load has read the room; its log is on the way
@@ -163,7 +164,7 @@ async def test_a_room_deleted_while_it_loads_does_not_come_back() -> None:
 async def test_a_room_loaded_while_a_delete_is_under_way_is_gone_once_it_returns() -> None:
     store = GatedStore("delete_room")
     await store.create_room("x", "x", None)
-    async with RoomRegistry(store, Settings(store_url="memory://")) as registry:
+    async with RoomRegistry(store, Settings(store_url="memory://"), Metrics()) as registry:
         deleting = asyncio.create_task(registry.delete("x"))
         await store.arrived["delete_room"].wait()  # the room is still in the store
         async with registry.lease("x", create=False) as room:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from pycrdt import Doc, Map, Text
 
+from collab_server.metrics import Metrics
 from collab_server.protocol.update import UpdateRefused
 from collab_server.rooms.catch_up import decode_state_vector
 from collab_server.rooms.document import is_panic
@@ -117,7 +118,7 @@ async def test_careful_clients_are_never_refused(seed: int) -> None:
     settings = Settings(store_url="memory://", completion_workers=0)
     store = MemoryStore()
     sessions = [editing_session(seed * 10 + n, careless=False) for n in range(2)]
-    async with RoomRegistry(store, settings) as registry, registry.lease("r") as room:
+    async with RoomRegistry(store, settings, Metrics()) as registry, registry.lease("r") as room:
         rng = random.Random(seed)
         refusals = await asyncio.gather(
             *(send(room, s, random.Random(rng.random())) for s in sessions)
@@ -135,7 +136,7 @@ async def test_the_live_document_is_what_a_replay_of_the_store_gives(seed: int) 
     store = MemoryStore()
     rng = random.Random(seed)
     sessions = [editing_session(seed * 10 + n) for n in range(2)]
-    async with RoomRegistry(store, settings) as registry, registry.lease("r") as room:
+    async with RoomRegistry(store, settings, Metrics()) as registry, registry.lease("r") as room:
         refusals = await asyncio.gather(
             *(send(room, s, random.Random(rng.random())) for s in sessions)
         )

@@ -3,7 +3,7 @@
 Every server process subscribes to the channels of the rooms it has loaded. An update is published
 only after it is durable in the shared store, so a process that missed messages (its Redis
 connection dropped, or a publisher could not reach Redis) catches up by reading the store: the bus
-tells the registry when that is needed (`on_reconnect`, and RESYNC messages from publishers).
+tells its owner when that is needed (`on_reconnect`, and RESYNC messages from publishers).
 """
 
 from __future__ import annotations
@@ -48,11 +48,11 @@ def _channel(room_id: str) -> str:
 
 
 class RedisBus:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, on_reconnect: Callable[[], None]) -> None:
         self.node = os.urandom(NODE_ID_BYTES)
         self._url = url
         # Called when the subscriber connection came back: messages may have been missed.
-        self.on_reconnect: Callable[[], None] = lambda: None
+        self._on_reconnect = on_reconnect
         self._handlers: dict[str, BusHandler] = {}
         self._confirmed: dict[str, asyncio.Event] = {}
         self._pubsub: PubSub | None = None
@@ -188,7 +188,7 @@ class RedisBus:
                         if connected_before and message["channel"] == CONTROL_CHANNEL.encode():
                             connected_before = False
                             logger.info("Redis bus connected again; rooms catch up")
-                            self.on_reconnect()
+                            self._on_reconnect()
                         delay = RECONNECT_BACKOFF[0]
             except (RedisError, OSError) as error:
                 logger.warning("Redis bus connection lost: %s", error)

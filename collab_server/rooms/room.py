@@ -383,8 +383,9 @@ class Room:
         """The states of this process's own clients, for a process that just loaded the room."""
         return self._presence.entries(local_only=True)
 
-    async def catch_up(self, log: StoredLog) -> None:
-        """Apply whatever the store has that this copy lacks (missed messages from others)."""
+    async def read_missed(self, log: StoredLog) -> None:
+        """Apply whatever the store has that this copy lacks (messages from other processes
+        that did not arrive)."""
         async with self._checking:
             before = self.doc.get_state()
             self._apply_stored(log_parts(log))

@@ -17,7 +17,7 @@ from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from collab_server.rooms.registry import is_valid_room_id
+from collab_server.rooms.ids import is_valid_room_id
 from collab_server.transport.errors import ApiError
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"

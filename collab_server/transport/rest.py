@@ -17,8 +17,10 @@ from collab_server.languages import Language
 from collab_server.metrics import exposition
 from collab_server.positions import utf16_length
 from collab_server.protocol import CloseCode, ProtocolError
-from collab_server.rooms.document import META_MAP
-from collab_server.rooms.registry import ROOM_ID_PATTERN, RoomRegistry, is_valid_room_id
+from collab_server.rooms.ids import DEFAULT_TEXT as DEFAULT_TEXT  # for transport/completion.py
+from collab_server.rooms.ids import ROOM_ID_PATTERN, is_valid_room_id
+from collab_server.rooms.ids import is_text_name as is_text_name
+from collab_server.rooms.registry import RoomRegistry
 from collab_server.settings import Settings
 from collab_server.transport.access import authenticated, permit, require
 from collab_server.transport.errors import ApiError
@@ -27,7 +29,6 @@ from persistence import RoomExists, RoomRecord
 logger = logging.getLogger(__name__)
 
 RoomId = Annotated[str, StringConstraints(pattern=f"^{ROOM_ID_PATTERN.pattern}$")]
-DEFAULT_TEXT = "codemirror"  # the Y.Text name y-codemirror.next uses
 JSON_BODY_BYTES = 256 * 1024  # room bodies and completion requests (state vector included)
 
 
@@ -222,11 +223,6 @@ async def recover_room(request: Request) -> Response:
         dropped_bytes=result.dropped_bytes,
     )
     return _json(view)
-
-
-def is_text_name(name: str) -> bool:
-    """A shared text's name: a room id's characters, and not the `meta` map."""
-    return is_valid_room_id(name) and name != META_MAP
 
 
 def _text_name(request: Request) -> str:

@@ -22,10 +22,11 @@ from collab_server.protocol import (
     decode_message,
     encode_permission_denied,
 )
+from collab_server.rooms.ids import is_valid_room_id
 from collab_server.rooms.intake import UpdateIntake
 from collab_server.rooms.peer import Peer, PeerDisconnected
 from collab_server.rooms.quarantine import RoomQuarantined
-from collab_server.rooms.registry import RoomRegistry, is_valid_room_id
+from collab_server.rooms.registry import RoomRegistry
 from collab_server.rooms.room import Room, RoomDeleted
 from collab_server.settings import Settings
 from collab_server.transport.access import connection_grant
