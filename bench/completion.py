@@ -1,6 +1,7 @@
 """Benchmark: completion latency, and what completion load does to relay latency.
 
     .venv/bin/python -m bench.completion [--seconds 20] [--rounds 2] [--workers 1]
+    .venv/bin/python -m bench.completion --flood 16 [--seconds 10] [--rounds 2] [--workers 2]
 
 Starts the server as its own process (`python -m collab_server serve`, uvloop), then:
 
@@ -10,6 +11,11 @@ Starts the server as its own process (`python -m collab_server serve`, uvloop), 
 2. relay latency: one y-websocket client inserts a character every 20 ms (open loop), another
    in the same room timestamps each arrival; p50/p99 with no completion load and with 20
    completion requests/s running against the Python file, in interleaved rounds.
+
+With `--flood N`, instead: relay latency in one room while N clients send completion requests
+on a ~1.8 MB Python document in another room, each sending its next request as soon as the
+previous one is answered (503 included), against no flood, in interleaved rounds; once on an
+ASCII document and once on the same with one non-ASCII line (emoji) at the top.
 
 Latencies are measured by the client, in this process, on the same machine: they include the
 client's own time. Not a test: nothing here passes or fails.
@@ -43,6 +49,8 @@ from tests.yclient import yclient
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = Path(sysconfig.get_paths()["stdlib"]) / "argparse.py"
 EDIT_INTERVAL = 0.02
+FLOOD_CHARS = 1_800_000
+NON_ASCII_LINE = "# café ☕ 😀\n"
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -158,8 +166,40 @@ def drive_completions(
     results.put(asyncio.run(run()))
 
 
+def flood_completions(
+    url: str, room: str, seconds: float, clients: int, offsets: list[int], results: Queue[Completed]
+) -> None:
+    """`clients` closed loops against `room`: each sends its next request once answered."""
+
+    async def run() -> Completed:
+        load = Completed()
+        stop = time.perf_counter() + seconds
+
+        async def client(http: httpx.AsyncClient, first: int) -> None:
+            k = first
+            while time.perf_counter() < stop:
+                await complete_once(http, room, offsets[k % len(offsets)], load)
+                k += clients
+
+        limits = httpx.Limits(max_connections=clients)
+        async with (
+            httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as http,
+            anyio.create_task_group() as tasks,
+        ):
+            for first in range(clients):
+                tasks.start_soon(client, http, first)
+        return load
+
+    results.put(asyncio.run(run()))
+
+
 async def relay_latency(
-    server: Server, room: str, seconds: float, completion_rate: float, offsets: list[int]
+    server: Server,
+    room: str,
+    seconds: float,
+    completion_rate: float,
+    offsets: list[int],
+    flood: tuple[str, int] | None = None,  # (room, clients)
 ) -> tuple[list[float], Completed]:
     edits = int(seconds / EDIT_INTERVAL)
     sent: list[float] = []
@@ -167,9 +207,17 @@ async def relay_latency(
     ws_url = server.url.replace("http", "ws", 1) + "/ws"
     context = multiprocessing.get_context("spawn")
     results: Queue[Completed] = context.Queue()
-    load = context.Process(
-        target=drive_completions, args=(server.url, seconds, completion_rate, offsets, results)
-    )
+    if flood is not None:
+        flood_room, clients = flood
+        load = context.Process(
+            target=flood_completions,
+            args=(server.url, flood_room, seconds, clients, offsets, results),
+        )
+    else:
+        load = context.Process(
+            target=drive_completions, args=(server.url, seconds, completion_rate, offsets, results)
+        )
+    loaded = flood is not None or completion_rate > 0
     async with (
         yclient(ws_url, room) as sender,
         yclient(ws_url, room) as receiver,
@@ -184,7 +232,7 @@ async def relay_latency(
                 sent.append(time.perf_counter())
                 sender.text.insert(len(sender.text), "x")
 
-        if completion_rate > 0:
+        if loaded:
             load.start()
         tasks.start_soon(send)
         while len(arrived) < edits:
@@ -192,7 +240,7 @@ async def relay_latency(
             now = time.perf_counter()
             arrived.extend([now] * (len(receiver.text) - base - len(arrived)))
     completed = Completed()
-    if completion_rate > 0:
+    if loaded:
         completed = await anyio.to_thread.run_sync(results.get)
         load.join()
     return [a - s for s, a in zip(sent, arrived, strict=True)], completed
@@ -212,7 +260,11 @@ async def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="COLLAB_COMPLETION_WORKERS")
     parser.add_argument("--requests", type=int, default=300, help="sequential completions")
     parser.add_argument("--rate", type=float, default=20, help="completions/s during relay")
+    parser.add_argument("--flood", type=int, default=0, help="clients flooding a 1.8 MB file")
     arguments = parser.parse_args()
+    if arguments.flood:
+        await flood_main(arguments)
+        return
 
     text = python_file()
     offsets = positions(text, arguments.requests)
@@ -269,6 +321,68 @@ async def main() -> None:
     print(f"1 MB file answers: {dict(big.statuses)}")
     print(f"answers under relay: {dict(load.statuses)}")
     print(f"server log: {log}")
+
+
+async def flood_main(arguments: argparse.Namespace) -> None:
+    text = python_file()
+    copies = FLOOD_CHARS // len(text) + 1
+    spots = positions(text, arguments.requests)
+    documents = {"ascii": text * copies, "non-ASCII": NON_ASCII_LINE + text * copies}
+    log = Path(tempfile.mkdtemp(prefix="bench-completion-")) / "server.log"
+    server = await start_server(arguments.workers, log)
+    quiet: list[float] = []
+    flooded: dict[str, list[float]] = {name: [] for name in documents}
+    loads = {name: Completed() for name in documents}
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            for name, document in {"py": text, **documents}.items():
+                await http.post("/api/rooms", json={"id": name, "language": "python"})
+                await http.put(f"/api/rooms/{name}/text", content=document.encode())
+            warm = Completed()
+            with anyio.fail_after(120):  # until jedi is warm (on the small file)
+                while not warm.statuses["jedi"]:
+                    warm = Completed()
+                    await complete_once(http, "py", spots[0], warm)
+        for round_ in range(arguments.rounds):
+            for name, document in documents.items():
+                shift = len(document) - len(text) * copies  # the extra line: ASCII after it
+                offsets = [
+                    utf16(document[:shift]) + spot + len(text) * (k % copies)
+                    for k, spot in enumerate(spots)
+                ]
+                relay, _ = await relay_latency(server, f"q{name}{round_}", arguments.seconds, 0, [])
+                quiet += relay
+                relay, load = await relay_latency(
+                    server,
+                    f"f{name}{round_}",
+                    arguments.seconds,
+                    0,
+                    offsets,
+                    flood=(name, arguments.flood),
+                )
+                flooded[name] += relay
+                loads[name].latencies += load.latencies
+                loads[name].statuses += load.statuses
+    finally:
+        server.process.terminate()
+        server.process.wait(30)
+
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, workers={arguments.workers}")
+    print(f"documents: first 1000 lines of {SOURCE} x {copies} ({len(text) * copies} chars)")
+    print("| measurement | n | p50 ms | p95 ms | p99 ms | max ms |")
+    print("|---|---|---|---|---|---|")
+    print(describe("relay, no flood", quiet))
+    for name in documents:
+        print(describe(f"relay, {arguments.flood} clients flooding ({name})", flooded[name]))
+        print(describe(f"completion under flood ({name})", loads[name].latencies))
+    for name in documents:
+        rate = len(loads[name].latencies) / (arguments.seconds * arguments.rounds)
+        print(f"\nflood answers ({name}, {rate:.0f}/s): {dict(loads[name].statuses)}")
+    print(f"server log: {log}")
+
+
+def utf16(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
 
 
 if __name__ == "__main__":

@@ -2,13 +2,14 @@
 
 One server for the module: its worker warms jedi once. The deadline is long here so that what is
 tested is what the providers answer, never how fast this machine is (timings live in bench/).
+The cursor's conversion from UTF-16 is also checked on its own, against `positions.py`.
 """
 
 from __future__ import annotations
 
 import base64
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -16,7 +17,15 @@ import httpx
 import pytest
 from pycrdt import Doc, Text
 
+from collab_server.completion import cursor
+from collab_server.completion.cursor import Cursor, Located, locate
 from collab_server.languages import LANGUAGES
+from collab_server.positions import (
+    PositionError,
+    index_from_line_column,
+    index_from_utf16,
+    utf16_from_index,
+)
 from collab_server.settings import Settings
 from tests.conftest import RunningServer, run_server
 from tests.yclient import yclient
@@ -285,3 +294,41 @@ async def test_unknown_room_and_broken_json(http: httpx.AsyncClient) -> None:
     broken = await http.post(f"/api/rooms/{room}/complete", content=b"{not json")
     assert broken.status_code == 400
     assert broken.json()["error"] == "invalid_json"
+
+
+# -- the cursor, converted a slice at a time --------------------------------------------------
+
+
+def _whole(convert: Callable[..., int], *arguments: Any) -> int | str:
+    try:
+        return convert(*arguments)
+    except PositionError:
+        return "error"
+
+
+async def _sliced(text: str, at: Cursor) -> Located | str:
+    try:
+        return await locate(text, at)
+    except PositionError:
+        return "error"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "abc", "abc\nlet x = '😀';", "aé😀b\nπx\n\n😀😀\n" * 3, "\n\n\nab\n", "x" * 20],
+)
+async def test_the_cursor_is_where_a_whole_text_conversion_puts_it(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cursor, "SLICE", 3)  # slice boundaries everywhere, surrogates included
+    for offset in range(utf16(text) + 2):
+        index = _whole(index_from_utf16, text, offset)
+        expected = index if isinstance(index, str) else Located(index, offset)
+        assert await _sliced(text, Cursor(offset=offset)) == expected, offset
+    for line in range(text.count("\n") + 2):
+        for column in range(utf16(text) + 2):
+            index = _whole(index_from_line_column, text, line, column)
+            expected = (
+                index if isinstance(index, str) else Located(index, utf16_from_index(text, index))
+            )
+            assert await _sliced(text, Cursor(line=line, column=column)) == expected, (line, column)

@@ -1,6 +1,7 @@
-"""The completion service's limits and fallbacks: the admission bound, the AI provider and its
-failures, a worker that dies, a 1 MB document, completion turned off. Real servers throughout;
-the only stand-in is the AI endpoint, a real HTTP server speaking the OpenAI API."""
+"""The completion service's limits and fallbacks: the admission bound (taken before the document
+is read, given back on every path), the AI provider and its failures, a worker that dies, a 1 MB
+document, completion turned off. Real servers and worker processes throughout; the only stand-in
+is the AI endpoint, a real HTTP server speaking the OpenAI API."""
 
 from __future__ import annotations
 
@@ -13,15 +14,20 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from pycrdt import Text
 
+from collab_server.completion import CompletionBusy, CompletionRequest, CompletionService
+from collab_server.rooms.room import Room
 from collab_server.settings import Settings
 from tests.conftest import RunningServer, run_server
-from tests.fake_llm import Mode, fake_llm
+from tests.fake_llm import FakeLlm, Mode, fake_llm
+from tests.polling import poll
 
 pytestmark = pytest.mark.anyio
 
 PYTHON = "import os\nos.pa"
 JS = "const counter = 1;\nco"  # served by the generic provider: no wait for jedi's warm-up
+BIG = "class Model:\n    def save(self, value):\n        self.value = value\n\n" * 20_000  # 1.4 MB
 
 
 @asynccontextmanager
@@ -120,6 +126,95 @@ async def test_requests_over_the_bound_get_503() -> None:
     assert refused.headers["retry-after"] == "1"
     assert first[0].status_code == 200
     assert again.status_code == 200  # the slot was given back
+
+
+@asynccontextmanager
+async def the_only_slot_held(http: httpx.AsyncClient, llm: FakeLlm) -> AsyncIterator[None]:
+    """A request in flight, held by the AI endpoint, for a server with `completion_queue=1`."""
+    llm.mode = "hold"
+    await room_with(http, "held", "javascript", JS)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(complete_end, http, "held", JS)
+        with anyio.fail_after(30):
+            await llm.received.wait()
+        yield
+        llm.release.set()
+
+
+async def test_a_refused_request_never_reads_the_document(monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[str] = []
+    read = Room.text
+
+    def counted(room: Room, name: str) -> Text:
+        reads.append(room.id)
+        return read(room, name)
+
+    async with fake_llm("th") as llm:
+        async with serving(
+            completion_queue=1, completion_llm_url=llm.url, completion_llm_timeout_ms=30_000
+        ) as http:
+            await room_with(http, "big", "python", BIG)
+            async with the_only_slot_held(http, llm):
+                monkeypatch.setattr(Room, "text", counted)
+                refused = await complete_end(http, "big", BIG)
+                monkeypatch.undo()
+    assert refused.status_code == 503
+    assert refused.json()["error"] == "completion_busy"
+    assert reads == []  # neither read nor converted: a flood of refusals costs no document work
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ({"offset": len(JS) + 1}, "invalid_position"),
+        ({"line": 9, "column": 0}, "invalid_position"),
+        # client 12345 has 3 items the server never receives
+        (
+            {"offset": 0, "state_vector": base64.b64encode(bytes([1, 0xB9, 0x60, 3])).decode()},
+            "document_behind",
+        ),
+    ],
+)
+async def test_a_request_that_fails_after_admission_gives_its_slot_back(
+    body: dict[str, Any], error: str
+) -> None:
+    async with serving(completion_queue=1, completion_deadline_ms=1_000) as http:
+        await room_with(http, "js", "javascript", JS)
+        for _ in range(2):  # with the only slot not given back, the second would get 503
+            failed = await http.post("/api/rooms/js/complete", json=body)
+            assert failed.json()["error"] == error
+        answered = await complete_end(http, "js", JS)
+    assert answered.status_code == 200
+
+
+async def test_a_cancelled_request_gives_its_slot_back_once_its_job_is_done() -> None:
+    settings = Settings(
+        store_url="memory://",
+        completion_workers=1,
+        completion_queue=1,
+        completion_deadline_ms=30_000,
+    )
+    asked = anyio.Event()
+
+    async def ask(service: CompletionService) -> None:
+        with service.admitted() as admission:
+            asked.set()
+            await service.complete(admission, CompletionRequest(JS, len(JS), "javascript", "k"))
+
+    def admits(service: CompletionService) -> bool:
+        try:
+            with service.admitted():
+                return True
+        except CompletionBusy:
+            return False
+
+    async with CompletionService(settings) as service:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(ask, service)
+            await asked.wait()
+            await anyio.wait_all_tasks_blocked()  # it waits for the worker's answer
+            tasks.cancel_scope.cancel()
+        await poll(lambda: admits(service), seconds=30)
 
 
 async def test_a_dead_worker_is_replaced() -> None:

@@ -3,6 +3,7 @@ AI continuation; computed in worker processes with a deadline (see `service.py`)
 
 from collab_server.completion.job import Completions, Item
 from collab_server.completion.service import (
+    Admission,
     CompletionBusy,
     CompletionError,
     CompletionRequest,
@@ -11,6 +12,7 @@ from collab_server.completion.service import (
 )
 
 __all__ = [
+    "Admission",
     "CompletionBusy",
     "CompletionError",
     "CompletionRequest",

@@ -2,10 +2,11 @@
 
 Owned by the app's lifespan (`async with CompletionService(settings) as completion`). Requests run
 in worker processes (`worker.py`), never on the event loop. At most `completion_queue` requests
-are admitted at a time; a slot is held until both the answer has been sent and the worker has
-finished the job, so work abandoned at its deadline still counts against the bound. Beyond it a
-request is refused at once (`CompletionBusy`). Each request has a deadline: whatever the
-providers have not delivered by then is left out, and the answer says it is partial.
+are admitted at a time (`admitted()`, taken before the caller reads the document); a slot is
+held until both the caller is done and the worker has finished the job, so work abandoned at its
+deadline still counts against the bound. Beyond it a request is refused at once
+(`CompletionBusy`). Each request has a deadline: whatever the providers have not delivered by
+then is left out, and the answer says it is partial.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from types import TracebackType
 
@@ -52,19 +56,25 @@ class CompletionRequest:
     key: str  # identifies the document (room and text name) across requests
 
 
-class _Slot:
-    """One admission, given back when both the answer and the worker's job are done."""
+class Admission:
+    """One admitted request's slot: given back once the request and its worker's job are done."""
 
-    def __init__(self, release: threading.Semaphore) -> None:
-        self._release = release
-        self._holders = 2
+    def __init__(self, slots: threading.Semaphore) -> None:
+        self._slots = slots
+        self._holders = 1  # the request; its job, once submitted, is another
         self._lock = threading.Lock()
 
-    def done(self) -> None:  # called from the event loop and from the pool's thread
+    def _hold(self) -> None:
+        with self._lock:
+            if self._holders == 0:
+                raise RuntimeError("this admission was given back already")
+            self._holders += 1
+
+    def _release(self) -> None:  # called from the event loop and from the pool's thread
         with self._lock:
             self._holders -= 1
             if self._holders == 0:
-                self._release.release()
+                self._slots.release()
 
 
 class CompletionService:
@@ -105,49 +115,63 @@ class CompletionService:
 
     def _start_pool(self) -> ProcessPoolExecutor:
         # Spawned, not forked: the server process has threads, and workers need none of its state.
+        # Each worker gets this PID so that it can leave with this process (see worker.py).
         pool = ProcessPoolExecutor(
             self._workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=worker.start_worker,
+            initargs=(os.getpid(),),
         )
+        # Start every worker now, so each warms jedi up. A worker's parent-death signal follows
+        # the thread that spawned it: this one, the event loop's, which lives as long as we do.
         for _ in range(self._workers):
-            pool.submit(worker.ping)  # start every worker now, so each warms jedi up
+            pool.submit(worker.ping)
         logger.info("completion pool started (%d workers)", self._workers)
         return pool
 
+    @contextmanager
+    def admitted(self) -> Iterator[Admission]:
+        """A slot for one request, taken at once, before the caller does any document-sized
+        work; given back on every way out (and once the worker's job, if any, is done). Raise
+        `CompletionUnavailable` when completion is off, `CompletionBusy` when the slots are."""
+        if self._pool is None:
+            raise CompletionUnavailable("completion is turned off (COLLAB_COMPLETION_WORKERS=0)")
+        if not self._slots.acquire(blocking=False):
+            raise CompletionBusy("too many completion requests in flight")
+        admission = Admission(self._slots)
+        try:
+            yield admission
+        finally:
+            admission._release()
+
     async def complete(
-        self, request: CompletionRequest, deadline: float | None = None
+        self, admission: Admission, request: CompletionRequest, deadline: float | None = None
     ) -> Completions:
         """Items for the cursor of `request` by `deadline` (`time.monotonic()`; by default the
-        configured time from now); raise `CompletionError`."""
+        configured time from now), within `admission`; raise `CompletionError`."""
         if deadline is None:
             deadline = time.monotonic() + self._deadline
         pool = self._pool
         if pool is None:
-            raise CompletionUnavailable("completion is turned off (COLLAB_COMPLETION_WORKERS=0)")
-        if not self._slots.acquire(blocking=False):
-            raise CompletionBusy("too many completion requests in flight")
-        slot = _Slot(self._slots)
+            raise CompletionUnavailable("completion is shutting down")
+        reserve = min(FALLBACK_RESERVE * (deadline - time.monotonic()), FALLBACK_RESERVE_MAX)
+        job = Job(
+            request.text,
+            request.index,
+            request.language,
+            request.key,
+            deadline=deadline,
+            jedi_deadline=deadline - reserve,
+        )
+        admission._hold()
         try:
-            reserve = min(FALLBACK_RESERVE * (deadline - time.monotonic()), FALLBACK_RESERVE_MAX)
-            job = Job(
-                request.text,
-                request.index,
-                request.language,
-                request.key,
-                deadline=deadline,
-                jedi_deadline=deadline - reserve,
-            )
-            try:
-                future = pool.submit(worker.run_job, job)
-            except (BrokenProcessPool, RuntimeError) as error:
-                slot.done()
-                self._restart(pool, error)
-                raise CompletionUnavailable("the completion pool is restarting") from error
-            future.add_done_callback(lambda _: slot.done())
-            return await self._answer(request, future, pool, deadline)
-        finally:
-            slot.done()
+            future = pool.submit(worker.run_job, job)
+        except (BrokenProcessPool, RuntimeError) as error:
+            admission._release()
+            self._restart(pool, error)
+            raise CompletionUnavailable("the completion pool is restarting") from error
+        future.add_done_callback(lambda _: admission._release())
+        return await self._answer(request, future, pool, deadline)
 
     async def _answer(
         self,

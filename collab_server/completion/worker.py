@@ -9,18 +9,26 @@ the job's jedi deadline. If jedi is late, the worker answers with generic result
 finish in the background; the next Python job waits for that run (jedi is not thread-safe) within
 its own budget, or falls back too. Every job thus returns by its deadline, plus the generic
 provider's bounded cost.
+
+A worker leaves when the server process does, however it ends: a server killed with SIGKILL
+cannot stop its pool, and a worker left behind keeps ~100 MB and the pool's resource tracker
+(which exits once the last process holding its pipe has).
 """
 
 from __future__ import annotations
 
 import atexit
+import ctypes
 import logging
 import os
 import shutil
+import signal
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
+from types import FrameType
 
 import jedi
 
@@ -37,7 +45,8 @@ WARM_UP = (  # first completions that load what most requests need: builtins, os
     "pri",
 )
 NICENESS = 10  # workers yield the CPU to the server process, which relays keystrokes
-PARENT_CHECK_SECONDS = 1.0
+PARENT_CHECK_SECONDS = 1.0  # where there is no parent-death signal (not Linux)
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _worker: Worker | None = None
 
 
@@ -102,14 +111,13 @@ class Worker:
         return run.result
 
 
-def start_worker() -> None:
-    """The pool's initializer: build this process's worker and start warming jedi."""
+def start_worker(server: int) -> None:
+    """The pool's initializer: tie this process to `server` (the server's PID), build this
+    process's worker and start warming jedi."""
     global _worker
-    os.nice(NICENESS)
     _private_jedi_cache()
-    threading.Thread(
-        target=_exit_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True
-    ).start()
+    _exit_with(server)
+    os.nice(NICENESS)
     _worker = Worker()
     _worker.warm_up()
 
@@ -125,10 +133,32 @@ def _private_jedi_cache() -> None:
     atexit.register(shutil.rmtree, directory, ignore_errors=True)
 
 
-def _exit_with_parent(parent: int) -> None:
-    """A server killed with SIGKILL cannot stop its pool: its workers notice and leave."""
-    while os.getppid() == parent:
+def _exit_with(server: int) -> None:
+    """Leave when `server` ends: on Linux the kernel signals us (SIGTERM) when it does."""
+    signal.signal(signal.SIGTERM, _leave_on_signal)  # also how a broken pool is torn down
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    else:
+        threading.Thread(target=_watch, args=(server,), name="server-watch", daemon=True).start()
+    # The server may have died before the signal was set (this process is spawned and imports
+    # jedi first): we were then handed to PID 1 or a subreaper, which sends no signal.
+    if os.getppid() != server:
+        _leave()
+
+
+def _watch(server: int) -> None:
+    while os.getppid() == server:
         time.sleep(PARENT_CHECK_SECONDS)
+    _leave()
+
+
+def _leave_on_signal(signum: int, frame: FrameType | None) -> None:
+    _leave()
+
+
+def _leave() -> None:
     shutil.rmtree(jedi.settings.cache_directory, ignore_errors=True)
     os._exit(0)
 

@@ -27,21 +27,17 @@ from starlette.routing import Route
 
 from collab_server.auth import Role
 from collab_server.completion import (
+    Admission,
     CompletionBusy,
     CompletionError,
     CompletionRequest,
     Completions,
     CompletionService,
 )
+from collab_server.completion.cursor import Cursor, Located, locate
 from collab_server.completion.job import Kind, Provider
 from collab_server.languages import DEFAULT_LANGUAGE
-from collab_server.positions import (
-    PositionError,
-    index_from_line_column,
-    index_from_utf16,
-    utf16_from_index,
-    utf16_length,
-)
+from collab_server.positions import PositionError, utf16_length
 from collab_server.protocol import ProtocolError
 from collab_server.rooms.catch_up import caught_up, decode_state_vector
 from collab_server.rooms.registry import RoomRegistry
@@ -108,37 +104,17 @@ async def complete(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     deadline = time.monotonic() + settings.completion_deadline_ms / 1000
     room_id = await room_id_for(request, Role.VIEWER)
-    registry: RoomRegistry = request.app.state.registry
     try:
         body = CompleteBody.model_validate_json(await json_body(request))
     except ValidationError as error:
         raise ApiError.invalid_body(error) from error
     wanted = _state_vector(body.state_vector)
-    async with registry.lease(room_id, create=False) as room:
-        if wanted:
-            try:
-                async with asyncio.timeout(deadline - time.monotonic()):
-                    await caught_up(room, wanted)
-            except TimeoutError as error:
-                detail = "the server has not received the client's latest edits yet; retry"
-                raise ApiError(409, "document_behind", detail) from error
-        text = str(room.text(body.name))
-        language = room.language or DEFAULT_LANGUAGE
-    try:
-        if body.offset is not None:
-            cursor = body.offset
-            index = index_from_utf16(text, cursor)
-        else:
-            assert body.line is not None and body.column is not None
-            index = index_from_line_column(text, body.line, body.column)
-            cursor = utf16_from_index(text, index)
-    except PositionError as error:
-        raise ApiError(422, "invalid_position", str(error)) from error
+    registry: RoomRegistry = request.app.state.registry
     counted = registry.metrics
     try:
-        answer = await _service(request).complete(
-            CompletionRequest(text, index, language, key=f"{room_id}/{body.name}"), deadline
-        )
+        # Admitted before the document is read: a refusal costs nothing document-sized.
+        with _service(request).admitted() as admission:
+            answer = await _complete(request, room_id, body, wanted, admission, deadline)
     except CompletionBusy as error:
         counted.completions["busy"] += 1
         # A completion is typed again within a second anyway; an editor may wait that long.
@@ -147,9 +123,41 @@ async def complete(request: Request) -> Response:
         counted.completions["unavailable"] += 1
         raise ApiError(503, "completion_unavailable", str(error)) from error
     counted.completions["partial" if answer.partial else "complete"] += 1
+    return JSONResponse(answer.model_dump(mode="json", by_alias=True))
+
+
+async def _complete(
+    request: Request,
+    room_id: str,
+    body: CompleteBody,
+    wanted: dict[int, int],
+    admission: Admission,
+    deadline: float,
+) -> CompletionAnswer:
+    registry: RoomRegistry = request.app.state.registry
+    async with registry.lease(room_id, create=False) as room:
+        if wanted:
+            try:
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    await caught_up(room, wanted)
+            except TimeoutError as error:
+                detail = "the server has not received the client's latest edits yet; retry"
+                raise ApiError(409, "document_behind", detail) from error
+        # One native call; a pycrdt document is read on the thread that made it, this one.
+        text = str(room.text(body.name))
+        language = room.language or DEFAULT_LANGUAGE
+    try:
+        cursor = await locate(text, Cursor(body.offset, body.line, body.column))
+    except PositionError as error:
+        raise ApiError(422, "invalid_position", str(error)) from error
+    answer = await _service(request).complete(
+        admission,
+        CompletionRequest(text, cursor.index, language, key=f"{room_id}/{body.name}"),
+        deadline,
+    )
     if answer.partial:
         logger.debug("room %s: partial completion: %s", room_id, "; ".join(answer.notes))
-    return _response(answer, text, index, cursor)
+    return _view(answer, text, cursor)
 
 
 def _state_vector(encoded: str | None) -> dict[int, int]:
@@ -163,10 +171,10 @@ def _state_vector(encoded: str | None) -> dict[int, int]:
         ) from error
 
 
-def _response(answer: Completions, text: str, index: int, cursor: int) -> JSONResponse:
-    view = CompletionAnswer(
-        from_=cursor - utf16_length(text[answer.start : index]),
-        to=cursor + utf16_length(text[index : answer.end]),
+def _view(answer: Completions, text: str, cursor: Located) -> CompletionAnswer:
+    return CompletionAnswer(
+        from_=cursor.offset - utf16_length(text[answer.start : cursor.index]),
+        to=cursor.offset + utf16_length(text[cursor.index : answer.end]),
         items=[
             CompletionItem(
                 label=item.label, kind=item.kind, detail=item.detail, insert_text=item.insert_text
@@ -176,7 +184,6 @@ def _response(answer: Completions, text: str, index: int, cursor: int) -> JSONRe
         provider=answer.provider,
         partial=answer.partial,
     )
-    return JSONResponse(view.model_dump(mode="json", by_alias=True))
 
 
 routes = [Route("/api/rooms/{room}/complete", complete, methods=["POST"])]
