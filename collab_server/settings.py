@@ -76,6 +76,12 @@ class Settings(BaseSettings):
         ge=16,
         description="Messages queued for one slow client before it is closed (it then resyncs).",
     )
+    peer_queue_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Bytes queued for one slow client before it is closed (it then resyncs); one "
+        "message larger than this (a big document's first sync) is still sent alone.",
+    )
     room_idle_seconds: float = Field(
         30.0, ge=0, description="How long a room with no clients stays in memory."
     )

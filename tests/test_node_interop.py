@@ -77,7 +77,9 @@ async def test_newcomer_sees_existing_cursors_at_once(
     server: RunningServer, node: NodeClients
 ) -> None:
     await node.open("watcher", "cursors")
-    ann = {"user": {"name": "ann", "color": "#ff0000"}, "cursor": {"anchor": 3, "head": 5}}
+    # A cursor as y-codemirror.next sends it: two Y.RelativePositions as JSON.
+    at = {"type": None, "tname": "codemirror", "item": None, "assoc": 0}
+    ann = {"user": {"name": "ann", "color": "#ff0000"}, "cursor": {"anchor": at, "head": at}}
     opened = await node.open("ann", "cursors", awareness=ann)
     ann_id = opened["clientID"]
     await node.wait_awareness("watcher", ann_id)  # so the server has ann's state

@@ -222,6 +222,46 @@ async def test_slow_reader_is_closed_with_4504_and_room_carries_on() -> None:
             await newcomer.wait_until(lambda: str(newcomer.text) == str(writer.text))
 
 
+async def test_slow_reader_is_closed_when_its_queue_is_over_its_bytes() -> None:
+    """Few but large messages (presence states here, which a viewer may send) fill a slow
+    reader's queue by bytes long before by count."""
+    settings = Settings(
+        store_url="memory://",
+        peer_queue_messages=4096,
+        peer_queue_bytes=256 * 1024,
+        client_messages_per_second=0,
+    )
+    async with (
+        run_server(settings) as server,
+        yclient(server.ws_url, "heavy") as writer,
+        yclient(server.ws_url, "heavy") as witness,
+    ):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+        async with connect(f"{server.ws_url}/heavy", sock=sock, max_queue=1, max_size=None) as slow:
+            for number in range(1, 4):  # fill the socket and the kernel's buffers
+                writer.text.insert(0, "x" * 2_000_000)
+                await witness.wait_until(lambda n=number: len(witness.text) == n * 2_000_000)
+            for clock in range(1, 41):  # 40 states of 60 kB: 2.4 MB, 40 messages
+                writer.set_awareness(clock, {"user": {"name": "w"}, "pad": f"{clock:p<60000}"})
+                await witness.wait_until(
+                    lambda c=clock: (
+                        (witness.awareness.get(writer.doc.client_id) or {}).get("pad")
+                        == f"{c:p<60000}"
+                    )
+                )
+            with anyio.fail_after(30):
+                while True:
+                    try:
+                        await slow.recv()
+                    except ConnectionClosed:
+                        break
+            assert slow.close_code == 4504
+        assert witness.close_code is None and writer.close_code is None
+
+
 async def test_burst_in_one_read_does_not_close_readers_that_keep_up() -> None:
     """Many updates arriving in one socket read are relayed without overflowing anyone's queue.
 

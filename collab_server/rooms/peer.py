@@ -46,7 +46,13 @@ class OutboundUpdate:
 
 class Peer:
     def __init__(
-        self, room_id: str, send: SendBytes, close: CloseSocket, *, queue_limit: int
+        self,
+        room_id: str,
+        send: SendBytes,
+        close: CloseSocket,
+        *,
+        queue_limit: int,
+        queue_bytes_limit: int = 16 * 1024 * 1024,
     ) -> None:
         self.id = f"p{next(_peer_numbers)}"
         self.room_id = room_id
@@ -54,6 +60,8 @@ class Peer:
         self._close_socket = close
         self._queue: deque[bytes | OutboundUpdate] = deque()
         self._queue_limit = queue_limit
+        self._queue_bytes_limit = queue_bytes_limit
+        self._queue_bytes = 0
         self._wakeup = asyncio.Event()
         self._close_request: tuple[int, str] | None = None
         self._stopped = False
@@ -76,31 +84,41 @@ class Peer:
     def _push(self, item: bytes | OutboundUpdate) -> None:
         if self.closing:
             return
-        if len(self._queue) >= self._queue_limit:
+        size = len(item.frame if isinstance(item, OutboundUpdate) else item)
+        # One message larger than the bound (a big document's first sync) may still go alone.
+        if len(self._queue) >= self._queue_limit or (
+            self._queue and self._queue_bytes + size > self._queue_bytes_limit
+        ):
             logger.warning(
-                "room %s peer %s: %d messages queued, closing it so it resyncs",
+                "room %s peer %s: %d messages (%d bytes) queued, closing it so it resyncs",
                 self.room_id,
                 self.id,
                 len(self._queue),
+                self._queue_bytes,
             )
             self.close(CloseCode.PEER_TOO_SLOW, "too far behind; reconnect to resync")
             return
         self._queue.append(item)
+        self._queue_bytes += size
         self._wakeup.set()
+
+    def _clear_queue(self) -> None:
+        self._queue.clear()
+        self._queue_bytes = 0
 
     def close(self, code: int, reason: str) -> None:
         """Ask the sender to close the connection with `code`; what is still queued is dropped."""
         if self.closing:
             return
         self._close_request = (code, reason)
-        self._queue.clear()
+        self._clear_queue()
         self._wakeup.set()
 
     def stop(self) -> None:
         """The client left: let the sender finish (after a close already asked for, if any)."""
         if self._close_request is None:
             self._stopped = True
-        self._queue.clear()
+        self._clear_queue()
         self._wakeup.set()
 
     async def run(self) -> None:
@@ -116,7 +134,7 @@ class Peer:
                     self._wakeup.clear()
                     continue
                 batch = list(self._queue)
-                self._queue.clear()
+                self._clear_queue()
                 for frame in _coalesce(batch):
                     await self._send(frame)
                     if self.closing:

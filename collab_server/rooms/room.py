@@ -27,7 +27,6 @@ from collab_server.protocol import (
     SyncStep1,
     SyncStep2,
     SyncUpdate,
-    decode_awareness,
     encode_awareness,
     encode_awareness_message,
     encode_sync_step1,
@@ -140,7 +139,7 @@ class Room:
         self._encoded = b""  # the document's state to rebuild a stale shape from
         self._checking = asyncio.Lock()  # the shape is checked (and changed) by one at a time
         self._store = store
-        self._presence = Presence()
+        self._presence = Presence(room_id=room_id)
         self._listener = listener or RoomListener()
         # Each batch applies after the one admitted before it: the store's order.
         self._last_turn: asyncio.Future[None] | None = None
@@ -156,6 +155,7 @@ class Room:
         """Add a peer and greet it: our state vector, then every current awareness state."""
         self.peers.add(peer)
         peer.send(encode_sync_step1(self.doc.get_state()))
+        self._relay_presence(self._presence.expire())
         if len(self._presence):
             peer.send(self._awareness_frame(self._presence.entries()))
         logger.info("room %s peer %s joined (%d peers)", self.id, peer.id, len(self.peers))
@@ -163,10 +163,7 @@ class Room:
     def leave(self, peer: Peer) -> None:
         """Remove a peer and tell the others that its cursors are gone."""
         self.peers.discard(peer)
-        removals = self._presence.remove_peer(peer)
-        if removals:
-            self._broadcast(self._awareness_frame(removals))
-            self._listener.awareness_changed(self, removals)
+        self._relay_presence(self._presence.remove_peer(peer))
         logger.info("room %s peer %s left (%d peers)", self.id, peer.id, len(self.peers))
 
     def close_peers(self, code: int, reason: str) -> None:
@@ -184,7 +181,7 @@ class Room:
         if isinstance(message, SyncUpdate | SyncStep2):
             raise TypeError("updates go through Room.apply_updates")
         if isinstance(message, AwarenessMessage):
-            self._apply_awareness(peer, decode_awareness(message.payload))
+            self._relay_presence(self._presence.apply(self._presence.decode(message.payload), peer))
         elif isinstance(message, SyncStep1):
             peer.send(encode_sync_step2(self.update_since(message.state_vector)))
         elif isinstance(message, QueryAwareness):
@@ -356,13 +353,12 @@ class Room:
         self._shape_stale = False
         self._language_changed()
 
-    def _apply_awareness(self, peer: Peer, entries: list[AwarenessEntry]) -> None:
-        accepted = self._presence.apply(entries, peer)
-        if not accepted:
+    def _relay_presence(self, changed: list[AwarenessEntry]) -> None:
+        if not changed:
             return
         # Echo to the sender too: the stock client drops a socket that hears nothing for 30 s.
-        self._broadcast(self._awareness_frame(accepted))
-        self._listener.awareness_changed(self, accepted)
+        self._broadcast(self._awareness_frame(changed))
+        self._listener.awareness_changed(self, changed)
 
     # -- other server processes ---------------------------------------------------------------
 

@@ -134,7 +134,13 @@ def _client(websocket: WebSocket) -> str:
 
 async def _serve_peer(websocket: WebSocket, room: Room, settings: Settings, writable: bool) -> None:
     socket = _Socket(websocket)
-    peer = Peer(room.id, socket.send, socket.close, queue_limit=settings.peer_queue_messages)
+    peer = Peer(
+        room.id,
+        socket.send,
+        socket.close,
+        queue_limit=settings.peer_queue_messages,
+        queue_bytes_limit=settings.peer_queue_bytes,
+    )
     _metrics(websocket).connections_opened += 1
     intake = UpdateIntake(
         room, peer, on_failure=lambda error: peer.close(*_close_reason(room, peer, error))
