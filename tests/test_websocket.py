@@ -9,7 +9,7 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -241,17 +241,20 @@ async def test_slow_reader_is_closed_when_its_queue_is_over_its_bytes() -> None:
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
         async with connect(f"{server.ws_url}/heavy", sock=sock, max_queue=1, max_size=None) as slow:
+
+            def witness_has(length: int, pad: str | None = None) -> Callable[[], bool]:
+                def holds() -> bool:
+                    state = witness.awareness.get(writer.doc.client_id) or {}
+                    return len(witness.text) == length and (pad is None or state.get("pad") == pad)
+
+                return holds
+
             for number in range(1, 4):  # fill the socket and the kernel's buffers
                 writer.text.insert(0, "x" * 2_000_000)
-                await witness.wait_until(lambda n=number: len(witness.text) == n * 2_000_000)
+                await witness.wait_until(witness_has(number * 2_000_000))
             for clock in range(1, 41):  # 40 states of 60 kB: 2.4 MB, 40 messages
                 writer.set_awareness(clock, {"user": {"name": "w"}, "pad": f"{clock:p<60000}"})
-                await witness.wait_until(
-                    lambda c=clock: (
-                        (witness.awareness.get(writer.doc.client_id) or {}).get("pad")
-                        == f"{c:p<60000}"
-                    )
-                )
+                await witness.wait_until(witness_has(6_000_000, f"{clock:p<60000}"))
             with anyio.fail_after(30):
                 while True:
                     try:
