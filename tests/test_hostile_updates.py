@@ -233,3 +233,32 @@ async def test_an_update_that_made_yrs_panic_is_refused(server: ServerProcess) -
     async with httpx.AsyncClient(base_url=server.http_url) as http:
         assert (await http.get("/api/rooms/panic/text")).text == "ok"
     await assert_still_serving(server)
+
+
+async def test_an_update_that_skips_clocks_waits_for_them(server: ServerProcess) -> None:
+    """A client that reconnects and types before its old connection's updates (or its sync step
+    2) are in sends an update after a hole: it waits for the hole to fill, then applies. yrs
+    would integrate it after the hole and lose the items that fill it later."""
+    typist: Doc[Text] = Doc()
+    text = typist.get("codemirror", type=Text)
+    updates: list[bytes] = []
+    typist.observe(lambda event: updates.append(event.update))
+    for number in range(51):
+        text.insert(len(text), f"{number},")
+    async with yclient(server.ws_url, "reconnect") as watcher:
+        async with yclient(server.ws_url, "reconnect") as old:
+            for update in updates[:10]:
+                await old.send_raw(encode_update(update))
+            await watcher.wait_until(lambda: len(watcher.text) == len("0,1,2,3,4,5,6,7,8,9,"))
+            async with yclient(server.ws_url, "reconnect") as new:
+                await new.send_raw(encode_update(updates[50]))  # after a hole of 40 updates
+                for update in updates[10:50]:
+                    await old.send_raw(encode_update(update))
+                await watcher.wait_until(lambda: str(watcher.text) == str(text))
+                assert new.close_code is None and old.close_code is None
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        assert (await http.get("/api/rooms/reconnect/text")).text == str(text)
+        # A REST write is not a client that will fill its hole: refused as before.
+        response = await post_update(server, "hole", updates[50])
+        assert response.status_code == 422
+        assert "skips clocks" in response.json()["detail"]

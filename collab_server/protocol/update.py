@@ -183,6 +183,12 @@ class _Reader:
         except UnicodeDecodeError:
             raise refused("a string that is not UTF-8") from None
 
+    def id(self) -> ID:
+        client, clock = self.uint(), self.uint()
+        if self.strict and clock >= MAX_CLOCK:  # no item can have it (see clock_range)
+            raise refused(f"a reference to clock {clock}, out of range")
+        return client, clock
+
     def clock_range(self, clock: int, length: int) -> None:
         if clock + length > MAX_CLOCK:
             raise refused(f"clock {clock} + {length} out of range")
@@ -232,12 +238,18 @@ class _Reader:
         limits = self.limits
         structs: list[Struct] = []
         run = 0  # consecutive items yrs would squash into one
+        seen: set[int] = set()
         for _ in range(self.uint()):
             count = self.uint()
             client = self.uint()
             clock = self.uint()
             if count == 0:  # Yjs never writes one; yrs panics on it (unwraps its first struct)
                 raise refused(f"client {client} with no structs")
+            # Yjs writes each client once; twice could give one clock two contents, which yrs
+            # and Yjs resolve differently.
+            if self.strict and client in seen:
+                raise refused(f"client {client} twice in one update")
+            seen.add(client)
             if len(structs) + count > limits.max_structs:
                 raise refused(f"more than {limits.max_structs} structs", "limits")
             previous: Struct | None = None
@@ -271,11 +283,11 @@ class _Reader:
             if length == 0:
                 raise refused("an empty struct")
             return Struct(client, clock, length, kind, None, None, None, -1, ())
-        origin = (self.uint(), self.uint()) if info & HAS_ORIGIN else None
-        right_origin = (self.uint(), self.uint()) if info & HAS_RIGHT_ORIGIN else None
+        origin = self.id() if info & HAS_ORIGIN else None
+        right_origin = self.id() if info & HAS_RIGHT_ORIGIN else None
         parent: str | ID | None = None
         if not info & (HAS_ORIGIN | HAS_RIGHT_ORIGIN):
-            parent = self.string() if self.uint() == 1 else (self.uint(), self.uint())
+            parent = self.string() if self.uint() == 1 else self.id()
             if info & HAS_PARENT_SUB:
                 self.skip(self.uint())
         type_ref = -1

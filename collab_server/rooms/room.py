@@ -69,6 +69,12 @@ EMPTY_UPDATE = b"\x00\x00"
 # Decoding and checking updates larger than this (Python: about 5 us a struct) runs off the
 # event loop, so that a big paste or an 8 MB import does not hold up every other room.
 HEAVY_UPDATE_BYTES = 64 * 1024
+# A client's update that skips clocks the room has not seen yet (a client that reconnected and
+# typed before its sync step 2, or whose old connection's updates are still being read) waits
+# here until the missing ones arrive: yrs would integrate it after a hole and could then lose
+# the items that fill it. Bounded: beyond these it is refused (4422), as Yjs would hold it.
+MAX_PARKED_UPDATES = 64
+MAX_PARKED_BYTES = 1024 * 1024
 
 
 def decode_checked(update: bytes, limits: UpdateLimits) -> DecodedUpdate:
@@ -138,6 +144,7 @@ class Room:
         self._shape_stale = False  # it holds updates that were checked but not stored
         self._encoded = b""  # the document's state to rebuild a stale shape from
         self._checking = asyncio.Lock()  # the shape is checked (and changed) by one at a time
+        self._parked: list[DecodedUpdate] = []  # updates waiting for the clocks they skip
         self._store = store
         self._presence = Presence(room_id=room_id)
         self._listener = listener or RoomListener()
@@ -237,9 +244,9 @@ class Room:
             raise RoomDeleted(self.id)
         async with self._checking:
             if sum(len(update.data) for update in updates) > HEAVY_UPDATE_BYTES:
-                admitted = await asyncio.to_thread(self._admit, updates)
+                admitted = await asyncio.to_thread(self._admit, updates, origin is not None)
             else:
-                admitted = self._admit(updates)
+                admitted = self._admit(updates, origin is not None)
             accepted, refusal, meta = admitted
             work = None
             if accepted:
@@ -260,10 +267,11 @@ class Room:
             raise refusal
 
     def _admit(
-        self, updates: list[DecodedUpdate]
+        self, updates: list[DecodedUpdate], parkable: bool
     ) -> tuple[list[DecodedUpdate], UpdateRefused | None, bool]:
         """The updates the document allows, up to the first it refuses (and that refusal),
-        and whether they touch the `meta` map. Touches the shape only: may run in a thread."""
+        and whether they touch the `meta` map; `parkable`: one that skips clocks may wait for
+        them (a client's, not a REST write's). Touches the shape only: may run in a thread."""
         if self._shape_stale:
             self._shape = check_stored([self._encoded], self.limits)
             self._shape_stale = False
@@ -273,9 +281,42 @@ class Room:
             try:
                 meta |= META_MAP in self._shape.admit(update)
             except UpdateRefused as error:
-                return accepted, error, meta
+                if not (error.kind == "gap" and parkable and self._park(update)):
+                    return accepted, error, meta
+                continue
             accepted.append(update)
+            if self._parked:
+                meta |= self._unpark(accepted)
         return accepted, None, meta
+
+    def _park(self, update: DecodedUpdate) -> bool:
+        parked_bytes = sum(len(parked.data) for parked in self._parked) + len(update.data)
+        if len(self._parked) >= MAX_PARKED_UPDATES or parked_bytes > MAX_PARKED_BYTES:
+            return False
+        self._parked.append(update)
+        logger.info("room %s: an update waits for the clocks it skips", self.id)
+        return True
+
+    def _unpark(self, accepted: list[DecodedUpdate]) -> bool:
+        """Admit the parked updates whose missing clocks have arrived (into `accepted`); return
+        whether one touches `meta`."""
+        meta = False
+        while True:
+            waiting = []
+            for update in self._parked:
+                try:
+                    meta |= META_MAP in self._shape.admit(update)
+                except UpdateRefused as error:
+                    if error.kind == "gap":
+                        waiting.append(update)
+                    else:  # its sender heard nothing: it resends it on its next sync
+                        self._listener.update_refused(self, error)
+                        logger.warning("room %s: a parked update refused: %s", self.id, error)
+                    continue
+                accepted.append(update)
+            moved, self._parked = len(waiting) != len(self._parked), waiting
+            if not moved or not waiting:
+                return meta
 
     async def _store_and_apply(
         self,
