@@ -7,7 +7,7 @@ NODE_STAMP := node_modules/.installed
 WEB_STAMP := web/node_modules/.installed
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test check format clean web browser-deps bench bench-quick
+.PHONY: run test check format clean web browser-deps bench bench-quick fuzz
 
 $(PY_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ bench: $(PY_STAMP) $(NODE_STAMP)
 
 bench-quick: $(PY_STAMP) $(NODE_STAMP)
 	$(BIN)/python -m bench.run_relay --quick $(BENCH_ARGS)
+
+# The structure-aware fuzzer against a real server process (bench/fuzz/README.md); FUZZ_ARGS
+# passes options, e.g. FUZZ_ARGS="--frames 1000000 --seed 1".
+fuzz: $(PY_STAMP)
+	$(BIN)/python -m bench.fuzz.run $(FUZZ_ARGS)
 
 check: $(PY_STAMP)
 	$(BIN)/ruff format --check .

@@ -40,6 +40,12 @@ async def test_create_room_with_language_reaches_the_document(server: RunningSer
             async with yclient(server.ws_url, room["id"]) as other:
                 await other.wait_until(lambda: other.meta.get("language") == "rust")
             assert (await http.get(f"/api/rooms/{room['id']}")).json()["language"] == "rust"
+            # Any client may write the map: what is not one of the API's languages is none.
+            client.meta["language"] = "</script><img src=x>"
+            async with yclient(server.ws_url, room["id"]) as other:
+                await other.wait_until(lambda: other.meta.get("language") != "rust")
+            view = (await http.get(f"/api/rooms/{room['id']}")).json()
+            assert view["language"] is None
 
 
 async def test_create_room_with_chosen_id_and_conflict(server: RunningServer) -> None:
@@ -59,6 +65,8 @@ async def test_create_room_with_chosen_id_and_conflict(server: RunningServer) ->
         (b'{"language": "cobol"}', 422, "invalid_body"),
         (b'{"id": "no spaces"}', 422, "invalid_body"),
         (b'{"id": ""}', 422, "invalid_body"),
+        (b'{"id": "."}', 422, "invalid_body"),  # its page URL would normalise to the lobby
+        (b'{"id": ".."}', 422, "invalid_body"),
         (b'{"colour": "red"}', 422, "invalid_body"),
         (b'["a list"]', 422, "invalid_body"),
     ],
@@ -180,6 +188,11 @@ async def test_cors_lets_only_the_configured_origins_call_from_a_browser(
         assert allowed.status_code == 200
         assert allowed.headers["access-control-allow-origin"] == front_end
         assert "PUT" in allowed.headers["access-control-allow-methods"]
+        renaming = await http.options(
+            "/api/rooms/x", headers={**preflight, "Access-Control-Request-Method": "PATCH"}
+        )
+        assert renaming.status_code == 200
+        assert "PATCH" in renaming.headers["access-control-allow-methods"]
         listed = await http.get("/api/rooms", headers={"Origin": front_end})
         assert listed.headers["access-control-allow-origin"] == front_end
         stranger = await http.get("/api/rooms", headers={"Origin": "http://evil.example"})
@@ -197,6 +210,9 @@ async def test_the_document_as_a_yjs_update_goes_out_and_comes_in(server: Runnin
         fetched = await http.get("/api/rooms/bytes/update")
         assert fetched.status_code == 200
         assert fetched.headers["content-type"] == "application/octet-stream"
+        assert fetched.headers["x-content-type-options"] == "nosniff"
+        text = await http.get("/api/rooms/bytes/text")
+        assert text.headers["x-content-type-options"] == "nosniff"  # user bytes, never HTML
         script: Doc[Text] = Doc()
         script.apply_update(fetched.content)
         text = script.get("codemirror", type=Text)

@@ -11,7 +11,8 @@ DEFAULT_TEXT = "codemirror"  # the Y.Text name y-codemirror.next uses
 
 
 def is_valid_room_id(room_id: str) -> bool:
-    return ROOM_ID_PATTERN.fullmatch(room_id) is not None
+    # "." and ".." would name the page's own directory in its URL: browsers normalise them away.
+    return ROOM_ID_PATTERN.fullmatch(room_id) is not None and room_id not in (".", "..")
 
 
 def is_text_name(name: str) -> bool:

@@ -17,6 +17,7 @@ import logging
 
 from pycrdt import Text, get_state, merge_updates
 
+from collab_server.languages import LANGUAGES
 from collab_server.protocol import (
     AuthMessage,
     AwarenessEntry,
@@ -469,8 +470,9 @@ class Room:
 
     def _read_language(self) -> None:
         # Read only after an update touched the meta map: a Map.get per keystroke cost ~10 %.
+        # Any client may write it: a value outside the API's enum counts as none.
         value = meta_of(self.doc).get(LANGUAGE_KEY)
-        self._language = value if isinstance(value, str) else None
+        self._language = value if value in LANGUAGES else None
 
     def _language_changed(self) -> None:
         self._read_language()

@@ -7,7 +7,14 @@ import secrets
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -28,7 +35,16 @@ from persistence import RoomExists, RoomRecord
 
 logger = logging.getLogger(__name__)
 
-RoomId = Annotated[str, StringConstraints(pattern=f"^{ROOM_ID_PATTERN.pattern}$")]
+
+def _room_id(value: str) -> str:
+    if not is_valid_room_id(value):
+        raise ValueError(f"{value!r} is not a room id")
+    return value
+
+
+RoomId = Annotated[
+    str, StringConstraints(pattern=f"^{ROOM_ID_PATTERN.pattern}$"), AfterValidator(_room_id)
+]
 JSON_BODY_BYTES = 256 * 1024  # room bodies and completion requests (state vector included)
 
 
@@ -225,6 +241,9 @@ async def recover_room(request: Request) -> Response:
     return _json(view)
 
 
+NO_SNIFF = {"X-Content-Type-Options": "nosniff"}
+
+
 def _text_name(request: Request) -> str:
     name = request.query_params.get("name", DEFAULT_TEXT)
     if not is_text_name(name):
@@ -236,7 +255,8 @@ async def get_text(request: Request) -> Response:
     room_id = await room_id_for(request, Role.VIEWER)
     name = _text_name(request)
     async with _registry(request).lease(room_id, create=False) as room:
-        return PlainTextResponse(str(room.text(name)))
+        # User-chosen bytes served from the page's origin: never sniffed as HTML.
+        return PlainTextResponse(str(room.text(name)), headers=NO_SNIFF)
 
 
 async def put_text(request: Request) -> Response:
@@ -256,7 +276,7 @@ async def get_update(request: Request) -> Response:
     """The room's document as one Yjs update (v1): `Y.applyUpdate(doc, bytes)` loads it."""
     room_id = await room_id_for(request, Role.VIEWER)
     async with _registry(request).lease(room_id, create=False) as room:
-        return Response(room.full_update(), media_type="application/octet-stream")
+        return Response(room.full_update(), media_type="application/octet-stream", headers=NO_SNIFF)
 
 
 async def post_update(request: Request) -> Response:
