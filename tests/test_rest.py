@@ -211,8 +211,8 @@ async def test_the_document_as_a_yjs_update_goes_out_and_comes_in(server: Runnin
         assert fetched.status_code == 200
         assert fetched.headers["content-type"] == "application/octet-stream"
         assert fetched.headers["x-content-type-options"] == "nosniff"
-        text = await http.get("/api/rooms/bytes/text")
-        assert text.headers["x-content-type-options"] == "nosniff"  # user bytes, never HTML
+        plain = await http.get("/api/rooms/bytes/text")
+        assert plain.headers["x-content-type-options"] == "nosniff"  # user bytes, never HTML
         script: Doc[Text] = Doc()
         script.apply_update(fetched.content)
         text = script.get("codemirror", type=Text)
