@@ -62,7 +62,7 @@ class _Socket:
             self._metrics.connections_closed[code] += 1
             try:
                 await self._websocket.close(code, reason)
-            except (OSError, RuntimeError) as error:
+            except (OSError, RuntimeError, WebSocketDisconnect) as error:
                 raise PeerDisconnected from error
 
 
