@@ -11,6 +11,7 @@ from pycrdt import Doc, Text
 from starlette.requests import Request
 from starlette.types import Message
 
+from collab_server.rooms.catch_up import decode_state_vector
 from collab_server.settings import Settings
 from collab_server.transport.errors import ApiError
 from collab_server.transport.rest import JSON_BODY_BYTES, json_body
@@ -266,3 +267,32 @@ async def test_a_body_is_cut_off_at_its_limit_before_the_rest_is_read() -> None:
         await json_body(request)
     assert (refused.value.status, refused.value.code) == (413, "too_large")
     assert pulled == JSON_BODY_BYTES // 65536 + 1
+
+
+async def put_text(http: httpx.AsyncClient, room: str, text: str) -> None:
+    assert (await http.put(f"/api/rooms/{room}/text", content=text.encode())).is_success
+
+
+async def test_server_edits_use_one_32_bit_client_id(server: RunningServer) -> None:
+    """PUT /text and PATCH (language) write as one Yjs-sized client: a 53-bit id made
+    ypy-websocket send the text back as new inserts, and a new id per write grew the state
+    vector by one entry a call, forever. Concurrent writes still each land whole."""
+    async with server.http() as http, yclient(server.ws_url, "puts") as watcher:
+        await http.post("/api/rooms", json={"id": "puts", "language": "python"})
+        for number in range(1000):
+            response = await http.put("/api/rooms/puts/text", content=f"v{number}\n".encode())
+            assert response.is_success
+        for language in ("rust", "go", "python"):
+            response = await http.patch("/api/rooms/puts", json={"language": language})
+            assert response.status_code == 200
+        async with anyio.create_task_group() as tasks:
+            for number in range(20):
+                tasks.start_soon(put_text, http, "puts", f"c{number}\n")
+        final = (await http.get("/api/rooms/puts/text")).text
+        assert final.startswith("c") and final.endswith("\n") and final.count("\n") == 1
+        await watcher.wait_until(lambda: str(watcher.text) == final)
+        fetched = Doc()
+        fetched.apply_update((await http.get("/api/rooms/puts/update")).content)
+        writers = decode_state_vector(fetched.get_state())
+        assert len(writers) == 1, writers
+        assert all(client < 2**32 for client in writers)

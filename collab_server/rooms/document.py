@@ -8,6 +8,7 @@ the server applies goes through `apply_update` here, which turns both into `Crdt
 
 from __future__ import annotations
 
+import secrets
 from typing import cast
 
 from pycrdt import Doc, Map, Text
@@ -16,6 +17,13 @@ Document = Doc[Text | Map[object]]
 
 META_MAP = "meta"  # editors keep room settings here, e.g. meta.language
 LANGUAGE_KEY = "language"
+
+# The client id of the server's own edits (REST text and language writes): 32-bit as Yjs makes
+# them (ypy-websocket re-encodes pycrdt's 53-bit default ids and sends the text back as new
+# inserts), and one per process, so that the state vector grows by one entry a process, not one
+# an edit. Each process has its own: two never write the same clock. Within one, a room
+# serialises its own edits (`Room._own_edits`).
+SERVER_CLIENT_ID = 1 + secrets.randbelow(2**32 - 1)
 
 
 class CrdtFailure(Exception):
@@ -44,8 +52,8 @@ def apply_update(doc: Document, update: bytes) -> None:
         raise CrdtFailure(f"the CRDT core panicked: {error}", panicked=True) from error
 
 
-def new_document(state: bytes | None = None) -> Document:
-    doc: Document = Doc()
+def new_document(state: bytes | None = None, *, client_id: int | None = None) -> Document:
+    doc: Document = Doc() if client_id is None else Doc(client_id=client_id)
     if state is not None:
         apply_update(doc, state)
     return doc

@@ -44,6 +44,7 @@ from collab_server.protocol.update import (
 from collab_server.rooms.document import (
     LANGUAGE_KEY,
     META_MAP,
+    SERVER_CLIENT_ID,
     CrdtFailure,
     apply_update,
     is_panic,
@@ -146,6 +147,9 @@ class Room:
         self._encoded = b""  # the document's state to rebuild a stale shape from
         self._checking = asyncio.Lock()  # the shape is checked (and changed) by one at a time
         self._parked: list[DecodedUpdate] = []  # updates waiting for the clocks they skip
+        # The server's edits share one client id: each is made from the document the previous
+        # one left (the same clock twice would be two contents for one id).
+        self._own_edits = asyncio.Lock()
         self._store = store
         self._presence = Presence(room_id=room_id)
         self._listener = listener or RoomListener()
@@ -482,16 +486,19 @@ class Room:
         """Set `meta.language` as an editor would, through the store-then-relay path."""
         # On a copy of the whole document: a map key written without the current state would
         # be concurrent with the existing value, and could lose to it.
-        scratch = new_document(self.doc.get_update())
-        before = scratch.get_state()
-        meta_of(scratch)[LANGUAGE_KEY] = language
-        await self.apply_update(scratch.get_update(before), origin=None)
+        async with self._own_edits:
+            scratch = new_document(self.doc.get_update(), client_id=SERVER_CLIENT_ID)
+            before = scratch.get_state()
+            meta_of(scratch)[LANGUAGE_KEY] = language
+            await self.apply_update(scratch.get_update(before), origin=None)
 
     async def replace_text(self, name: str, new: str) -> None:
         """Make the text `name` equal `new` with minimal edits, relayed to every peer."""
         # The diff runs off the event loop, on a scratch copy made in that thread.
-        update = await asyncio.to_thread(replacement_update, self.doc.get_update(), name, new)
-        await self.apply_update(update, origin=None)
+        async with self._own_edits:
+            state = self.doc.get_update()
+            update = await asyncio.to_thread(replacement_update, state, name, new)
+            await self.apply_update(update, origin=None)
 
 
 def _retrieve(work: asyncio.Future[None]) -> None:

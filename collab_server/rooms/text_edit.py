@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from itertools import accumulate
 
-from collab_server.rooms.document import new_document, text_of
+from collab_server.rooms.document import SERVER_CLIENT_ID, new_document, text_of
 
 # Past this many differing code points (old and new together, once the common start and end are
 # cut off) the middle is replaced in one edit without looking at its lines. Splitting and
@@ -251,7 +251,7 @@ def replacement_update(state: bytes, name: str, new: str) -> bytes:
     It is computed on a scratch copy, so the live document only ever receives it through the
     same store-then-apply path as a client's update.
     """
-    scratch = new_document(state)
+    scratch = new_document(state, client_id=SERVER_CLIENT_ID)
     text = text_of(scratch, name)
     old = str(text)
     # pycrdt counts UTF-8 bytes: convert every edit in one pass, not one encoding per edit of
