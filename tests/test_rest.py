@@ -291,7 +291,7 @@ async def test_server_edits_use_one_32_bit_client_id(server: RunningServer) -> N
         final = (await http.get("/api/rooms/puts/text")).text
         assert final.startswith("c") and final.endswith("\n") and final.count("\n") == 1
         await watcher.wait_until(lambda: str(watcher.text) == final)
-        fetched = Doc()
+        fetched: Doc[Text] = Doc()
         fetched.apply_update((await http.get("/api/rooms/puts/update")).content)
         writers = decode_state_vector(fetched.get_state())
         assert len(writers) == 1, writers
