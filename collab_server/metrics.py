@@ -17,6 +17,7 @@ class Metrics:
     updates_stored: int = 0  # log rows appended by this process's clients (and REST writes)
     update_bytes_stored: int = 0
     connections_opened: int = 0  # WebSocket peers admitted to a room
+    connections_open: int = 0  # WebSocket connections being served now (for the cap)
     connections_throttled: int = 0  # connections that went over COLLAB_CLIENT_MESSAGES_PER_SECOND
     connections_closed: Counter[int] = field(default_factory=Counter)  # by the close code we sent
     completions: Counter[str] = field(default_factory=Counter)  # by outcome

@@ -76,6 +76,16 @@ class Settings(BaseSettings):
         ge=16,
         description="Messages queued for one slow client before it is closed (it then resyncs).",
     )
+    max_connections: int = Field(
+        0,
+        ge=0,
+        description="WebSocket connections one process serves at once; more are closed with 1013 "
+        "(the client retries later). 0: the open-file limit less 256 descriptors kept for the "
+        "store, REST and new clients.",
+    )
+    room_max_connections: int = Field(
+        1000, ge=1, description="WebSocket connections one room serves at once; more get 1013."
+    )
     peer_queue_bytes: int = Field(
         16 * 1024 * 1024,
         ge=64 * 1024,

@@ -379,3 +379,24 @@ async def test_updates_sent_just_before_leaving_are_stored(tmp_path: Path) -> No
         await witness.wait_until(lambda: str(witness.text) == expected)
     async with run_server(settings) as server, yclient(server.ws_url, "hasty") as later:
         assert str(later.text) == expected
+
+
+async def test_connections_over_the_caps_are_told_to_retry_later() -> None:
+    """Past the process's or a room's cap a socket is closed with 1013 (the stock client retries
+    later): idle sockets can no longer take every descriptor, and one room every connection."""
+    settings = Settings(store_url="memory://", max_connections=3, room_max_connections=2)
+    async with run_server(settings) as server:
+        async with yclient(server.ws_url, "full") as first, yclient(server.ws_url, "full"):
+            async with connect(f"{server.ws_url}/full") as third:
+                await third.wait_closed()
+                assert third.close_code == 1013
+            async with yclient(server.ws_url, "other") as elsewhere:
+                async with connect(f"{server.ws_url}/other") as fourth:
+                    await fourth.wait_closed()
+                    assert fourth.close_code == 1013
+                assert first.close_code is None and elsewhere.close_code is None
+        # Once they left, there is room again.
+        async with yclient(server.ws_url, "full") as again:
+            assert again.close_code is None
+        closed = server.registry.metrics.connections_closed
+        assert closed[1013] == 2

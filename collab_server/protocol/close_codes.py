@@ -12,6 +12,7 @@ from enum import IntEnum
 class CloseCode(IntEnum):
     GOING_AWAY = 1001  # the server is shutting down; reconnect
     INTERNAL_ERROR = 1011  # a bug of ours; reconnect
+    TRY_AGAIN_LATER = 1013  # the process or the room holds all the connections it may
     BAD_MESSAGE = 4400  # malformed frame, unknown message type, invalid room name
     UNAUTHORIZED = 4401  # no token, or an invalid or expired one
     FORBIDDEN = 4403  # a valid token for another room

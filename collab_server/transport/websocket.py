@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -42,6 +43,9 @@ logger = logging.getLogger(__name__)
 # their queues, and keeps one busy client from holding up every other room.
 YIELD_EVERY_MESSAGES = 16
 DRAIN_SECONDS = 10.0  # how long a closing connection waits for its queued updates to be stored
+# Descriptors kept free beyond the connection cap: the store, REST clients, and the sockets of
+# clients that are told the server is full.
+RESERVED_DESCRIPTORS = 256
 
 
 class _Socket:
@@ -71,6 +75,31 @@ async def serve_websocket(websocket: WebSocket) -> None:
     settings: Settings = websocket.app.state.settings
     room_id = websocket.path_params["room"]
     await websocket.accept()
+    metrics = _metrics(websocket)
+    if metrics.connections_open >= _connection_cap(settings):
+        logger.warning("refused a connection: %d open already", metrics.connections_open)
+        with contextlib.suppress(PeerDisconnected):
+            await _Socket(websocket).close(CloseCode.TRY_AGAIN_LATER, "server full, retry later")
+        return
+    metrics.connections_open += 1
+    try:
+        await _serve_room(websocket, registry, settings, room_id)
+    finally:
+        metrics.connections_open -= 1
+
+
+def _connection_cap(settings: Settings) -> int:
+    if settings.max_connections:
+        return settings.max_connections
+    descriptors, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if descriptors == resource.RLIM_INFINITY:
+        return 1_000_000
+    return max(16, descriptors - RESERVED_DESCRIPTORS)
+
+
+async def _serve_room(
+    websocket: WebSocket, registry: RoomRegistry, settings: Settings, room_id: str
+) -> None:
     if not is_valid_room_id(room_id):
         logger.info("refused room name %r", room_id[:200])
         with contextlib.suppress(PeerDisconnected):
@@ -134,6 +163,11 @@ def _client(websocket: WebSocket) -> str:
 
 async def _serve_peer(websocket: WebSocket, room: Room, settings: Settings, writable: bool) -> None:
     socket = _Socket(websocket)
+    if len(room.peers) >= settings.room_max_connections:
+        logger.warning("room %s: refused a peer: %d connected already", room.id, len(room.peers))
+        with contextlib.suppress(PeerDisconnected):
+            await socket.close(CloseCode.TRY_AGAIN_LATER, "room full, retry later")
+        return
     peer = Peer(
         room.id,
         socket.send,
