@@ -51,9 +51,9 @@ class RoomLoader:
         log = await self._store.load(room_id)
         parts = snapshot.log_parts(log)
         try:
-            # Checking a large log takes a while in Python: off the event loop.
-            shape = await asyncio.to_thread(snapshot.check_stored, parts, self._limits)
-            state = snapshot.Replay(snapshot.build_stored(parts), shape)
+            # Checking and applying a long log took seconds (a fuzzed room's 3.9 s stalled every
+            # other room): off the event loop, which gets the GIL back between updates.
+            state = await asyncio.to_thread(snapshot.load_stored, parts, self._limits)
         except snapshot.LogUnreplayable as error:
             quarantined = self.quarantine.add(room_id, error.reason)
             logger.error(

@@ -57,8 +57,8 @@ from collab_server.rooms.presence import Presence
 from collab_server.rooms.snapshot import (
     LogUnreplayable,
     Replay,
-    build_stored,
     check_stored,
+    load_stored,
     log_parts,
 )
 from collab_server.rooms.text_edit import replacement_update
@@ -383,8 +383,7 @@ class Room:
             await self._store.discard(self.id, seqs)
             log = await self._store.load(self.id)
             parts = log_parts(log)
-            shape = await asyncio.to_thread(check_stored, parts, self.limits)
-            self._replace_state(Replay(build_stored(parts), shape))
+            self._replace_state(await asyncio.to_thread(load_stored, parts, self.limits))
         except (StoreError, LogUnreplayable) as error:
             self._break(f"could not rebuild after a failed update: {error}")
 

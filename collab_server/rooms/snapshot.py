@@ -103,9 +103,15 @@ def check_stored(parts: list[bytes], limits: UpdateLimits) -> DocumentShape:
     return shape
 
 
+def load_stored(parts: list[bytes], limits: UpdateLimits) -> Replay:
+    """The shape and the document a stored log makes (for a thread: the document is used on
+    the event loop's only once this returns). Raises `LogUnreplayable`."""
+    shape = check_stored(parts, limits)
+    return Replay(build_stored(parts), shape)
+
+
 def build_stored(parts: list[bytes]) -> Document:
-    """The document checked `parts` make, on the thread that will keep it (pycrdt binds a
-    document to its thread). Raises `LogUnreplayable` if yrs fails on one."""
+    """The document checked `parts` make. Raises `LogUnreplayable` if yrs fails on one."""
     doc = new_document()
     for index, update in enumerate(parts):
         try:
