@@ -12,7 +12,9 @@ surrogate pairs sit in strings. With it an update is refused before it is stored
   U+FFFD while yrs keeps the character and moves the insert, so the server's copy would differ
   from every client's;
 - it makes a shared type whose parent the server does not have (its depth could not be
-  checked), or it would leave more than `max_pending` items waiting for ids nobody sent.
+  checked), or it would leave more than `max_pending` items waiting for ids nobody sent;
+- its items with no left origin would make yrs walk more than `max_scan` items in all (it
+  places each by walking its list from the start; counted as every item of that list).
 
 Other items whose origins have not arrived are accepted, as yrs keeps them pending (two tabs of
 one browser share edits with each other before the server has them), and placed once the ids
@@ -125,9 +127,14 @@ class _Ranges:
 
 
 class DocumentShape:
-    def __init__(self, *, max_depth: int, max_pending: int = 1000) -> None:
+    def __init__(
+        self, *, max_depth: int, max_pending: int = 1000, max_scan: int = 1_000_000
+    ) -> None:
         self.max_depth = max_depth
         self.max_pending = max_pending
+        self.max_scan = max_scan
+        self._items: dict[Parent, int] = {}  # list and text parents -> items placed in them
+        self._scan = 0  # items yrs may walk to place the update being admitted
         self._ranges: dict[int, _Ranges] = {}
         self._types: dict[ID, tuple[int, str]] = {}  # shared-type item -> (depth, root name)
         self._deleted: dict[int, _Ranges] = {}  # items whose content is gone (ContentDeleted)
@@ -153,6 +160,7 @@ class DocumentShape:
         waiting = {client: list(items) for client, items in self._waiting.items()}
         self._journal, self._changed, self._roots = [], set(), set()
         self._strict = strict
+        self._scan = 0
         try:
             for struct in update.structs:
                 self._place_new(struct)
@@ -236,7 +244,23 @@ class DocumentShape:
             parent = PENDING
         else:
             self._record_type(struct, parent)
+            self._count_walk(struct, parent)
         self._stage(client, pieces, parent)
+
+    def _count_walk(self, struct: Struct, parent: Parent) -> None:
+        if struct.keyed or parent is DEAD:
+            return
+        items = self._items.get(parent, 0)
+        if struct.origin is None:
+            self._scan += items
+            if self._scan > self.max_scan and self._strict:
+                raise refused(
+                    "items placed from the start of a long list (more than "
+                    f"{self.max_scan} steps for the CRDT core)",
+                    "limits",
+                )
+        self._items[parent] = items + 1
+        self._journal.append(lambda: self._items.__setitem__(parent, items))
 
     def _check_inserts_between_halves(self, struct: Struct) -> None:
         if (struct.origin is not None and self._is_surrogate(*struct.origin)) or (

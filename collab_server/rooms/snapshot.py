@@ -66,7 +66,11 @@ def replay(parts: list[bytes], limits: UpdateLimits, *, drop_failures: bool = Fa
     `drop_failures` leaves such parts out (an admin's recovery of a quarantined room).
     """
     limits = stored_limits(limits)
-    shape = DocumentShape(max_depth=limits.max_depth, max_pending=limits.max_pending_items)
+    shape = DocumentShape(
+        max_depth=limits.max_depth,
+        max_pending=limits.max_pending_items,
+        max_scan=limits.max_scan_items,
+    )
     result = Replay(new_document(), shape)
     for index, update in enumerate(parts):
         try:
@@ -94,7 +98,11 @@ def check_stored(parts: list[bytes], limits: UpdateLimits) -> DocumentShape:
     """The shape of the document `parts` make, checked as `replay` checks them but without
     yrs: pure Python, so a load runs it off the event loop. Raises `LogUnreplayable`."""
     limits = stored_limits(limits)
-    shape = DocumentShape(max_depth=limits.max_depth, max_pending=limits.max_pending_items)
+    shape = DocumentShape(
+        max_depth=limits.max_depth,
+        max_pending=limits.max_pending_items,
+        max_scan=limits.max_scan_items,
+    )
     for index, update in enumerate(parts):
         try:
             shape.admit(decode_update(update, limits, strict=False), strict=False)
