@@ -76,7 +76,12 @@ class Store(Protocol):
 
     async def get_room(self, room_id: str) -> RoomRecord | None: ...
 
-    async def list_rooms(self) -> list[RoomRecord]: ...
+    async def list_rooms(self) -> list[RoomRecord]:
+        """Every room, by id (for copies and tools; the API pages with `page_rooms`)."""
+
+    async def page_rooms(self, limit: int, after: str | None = None) -> list[RoomRecord]:
+        """Up to `limit` rooms, newest first (by creation, then id); `after`: the id of the last
+        room of the previous page (none come after a room that no longer exists)."""
 
     async def set_language(self, room_id: str, language: str | None) -> None:
         """Keep the store's copy of the language (the document's `meta` map holds the truth)."""

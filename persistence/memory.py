@@ -68,6 +68,17 @@ class MemoryStore:
     async def list_rooms(self) -> list[RoomRecord]:
         return [room.record(room_id) for room_id, room in sorted(self._rooms.items())]
 
+    async def page_rooms(self, limit: int, after: str | None = None) -> list[RoomRecord]:
+        def position(room_id: str) -> tuple[datetime, str]:
+            return self._rooms[room_id].created_at, room_id
+
+        newest = sorted(self._rooms, key=position, reverse=True)
+        if after is not None:
+            if after not in self._rooms:
+                return []
+            newest = [room_id for room_id in newest if position(room_id) < position(after)]
+        return [self._rooms[room_id].record(room_id) for room_id in newest[:limit]]
+
     async def set_language(self, room_id: str, language: str | None) -> None:
         self._room(room_id).language = language
 

@@ -206,6 +206,23 @@ class PostgresStore:
             rows = await conn.fetch(f"SELECT {_ROOM_COLUMNS} FROM rooms ORDER BY id")
         return [_record(row) for row in rows]
 
+    async def page_rooms(self, limit: int, after: str | None = None) -> list[RoomRecord]:
+        async with self._connection() as conn:
+            if after is None:
+                rows = await conn.fetch(
+                    f"SELECT {_ROOM_COLUMNS} FROM rooms ORDER BY created_at DESC, id DESC LIMIT $1",
+                    limit,
+                )
+            else:
+                rows = await conn.fetch(
+                    f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE (created_at, id) <"
+                    " (SELECT created_at, id FROM rooms WHERE id = $2)"
+                    " ORDER BY created_at DESC, id DESC LIMIT $1",
+                    limit,
+                    after,
+                )
+        return [_record(row) for row in rows]
+
     async def set_language(self, room_id: str, language: str | None) -> None:
         async with self._connection() as conn:
             await conn.execute("UPDATE rooms SET language = $2 WHERE id = $1", room_id, language)

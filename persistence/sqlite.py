@@ -294,6 +294,29 @@ class SQLiteStore:
 
         return await self._run(work)
 
+    async def page_rooms(self, limit: int, after: str | None = None) -> list[RoomRecord]:
+        # The page's ids first: the sizes (sums over each room's log) only for those.
+        newest = "ORDER BY created_at DESC, id DESC"
+        arguments: tuple[object, ...]
+        if after is None:
+            page, arguments = f"SELECT id FROM rooms {newest} LIMIT ?", (limit,)
+        else:
+            page = (
+                "SELECT id FROM rooms WHERE (created_at, id) <"
+                f" (SELECT created_at, id FROM rooms WHERE id = ?) {newest} LIMIT ?"
+            )
+            arguments = (after, limit)
+
+        def work() -> list[RoomRecord]:
+            rows = self._db.execute(
+                f"SELECT {ROOM_COLUMNS} FROM rooms r WHERE r.id IN ({page})"
+                " ORDER BY r.created_at DESC, r.id DESC",
+                arguments,
+            )
+            return [_record(row) for row in rows]
+
+        return await self._run(work)
+
     async def set_language(self, room_id: str, language: str | None) -> None:
         def work() -> None:
             self._db.execute("UPDATE rooms SET language = ? WHERE id = ?", (language, room_id))

@@ -296,3 +296,24 @@ async def test_server_edits_use_one_32_bit_client_id(server: RunningServer) -> N
         writers = decode_state_vector(fetched.get_state())
         assert len(writers) == 1, writers
         assert all(client < 2**32 for client in writers)
+
+
+async def test_the_room_list_is_paged_newest_first(server: RunningServer) -> None:
+    async with server.http() as http:
+        for room_id in ["r1", "r2", "r3", "r4", "r5"]:
+            assert (await http.post("/api/rooms", json={"id": room_id})).status_code == 201
+        seen: list[str] = []
+        cursor = None
+        for _ in range(3):
+            query = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+            page = (await http.get("/api/rooms", params=query)).json()
+            seen += [room["id"] for room in page["rooms"]]
+            cursor = page["next_cursor"]
+        assert seen == ["r5", "r4", "r3", "r2", "r1"]
+        assert cursor is None
+        whole = (await http.get("/api/rooms")).json()
+        assert [room["id"] for room in whole["rooms"]] == seen and whole["next_cursor"] is None
+        for bad in ("0", "1001", "x", "-1"):
+            refused = await http.get("/api/rooms", params={"limit": bad})
+            assert refused.status_code == 422
+            assert refused.json()["error"] == "invalid_limit"

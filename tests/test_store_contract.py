@@ -97,6 +97,18 @@ async def test_list_rooms_is_ordered_by_id(store: Store) -> None:
     ]
 
 
+async def test_rooms_are_paged_newest_first(store: Store) -> None:
+    for room_id in ["a", "b", "c", "d", "e"]:  # made one after the other: e is the newest
+        await store.create_room(room_id, room_id.upper(), None)
+    first = await store.page_rooms(2)
+    assert [record.id for record in first] == ["e", "d"]
+    assert first[0].name == "E"
+    assert [record.id for record in await store.page_rooms(2, after="d")] == ["c", "b"]
+    assert [record.id for record in await store.page_rooms(2, after="b")] == ["a"]
+    assert await store.page_rooms(2, after="a") == []
+    assert await store.page_rooms(2, after="gone") == []
+
+
 async def test_set_language_is_kept_and_can_be_cleared(store: Store) -> None:
     await store.create_room("r1", "r1", None)
     await store.set_language("r1", "go")

@@ -45,6 +45,11 @@ def _room_id(value: str) -> str:
 RoomId = Annotated[
     str, StringConstraints(pattern=f"^{ROOM_ID_PATTERN.pattern}$"), AfterValidator(_room_id)
 ]
+# The room list, a page at a time: 18,000 rooms in one answer were 7.3 MB and 2 s of the event
+# loop, and the lobby asked every 3 s.
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+PAGES_READ_PER_REQUEST = 10
 JSON_BODY_BYTES = 256 * 1024  # room bodies and completion requests (state vector included)
 
 
@@ -86,6 +91,9 @@ class RoomView(BaseModel):
 
 class RoomList(BaseModel):
     rooms: list[RoomView]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last one."
+    )
 
 
 class RecoveryView(BaseModel):
@@ -188,11 +196,35 @@ async def create_room(request: Request) -> Response:
 
 
 async def list_rooms(request: Request) -> Response:
-    """Every room the token covers (all of them without access control)."""
+    """A page of the rooms the token covers (all of them without access control), newest
+    first: `?limit=` (1-1000, default 100) and `?cursor=` (a page's `next_cursor`)."""
     grant = authenticated(request)
-    records = await _registry(request).store.list_rooms()
-    visible = [record for record in records if grant.covers(record.id)]
-    return _json(RoomList(rooms=[_view(request, record) for record in visible]))
+    limit = _page_limit(request.query_params.get("limit"))
+    cursor = request.query_params.get("cursor") or None
+    store = _registry(request).store
+    visible: list[RoomRecord] = []
+    # A token for a few rooms reads past the others, a bounded number of pages a request.
+    for _ in range(PAGES_READ_PER_REQUEST):
+        records = await store.page_rooms(limit, after=cursor)
+        cursor = records[-1].id if len(records) == limit else None
+        for position, record in enumerate(records):
+            if grant.covers(record.id):
+                visible.append(record)
+                if len(visible) == limit:
+                    more = position + 1 < len(records) or cursor is not None
+                    cursor = record.id if more else None
+                    break
+        if len(visible) == limit or cursor is None:
+            break
+    return _json(RoomList(rooms=[_view(request, record) for record in visible], next_cursor=cursor))
+
+
+def _page_limit(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_PAGE
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise ApiError(422, "invalid_limit", f"limit must be 1-{MAX_PAGE}")
+    return int(raw)
 
 
 async def get_room(request: Request) -> Response:

@@ -109,7 +109,11 @@ function fillRow (item, room) {
   item.classList.toggle('live', room.peers > 0)
 }
 
-function showRooms (rooms) {
+// The newest rooms only: the list is paged, and a lobby polled by many tabs stays cheap.
+const LISTED_ROOMS = 100
+apiRooms.searchParams.set('limit', String(LISTED_ROOMS))
+
+function showRooms (rooms, more = false) {
   const list = $('room-list')
   const seen = new Set()
   // Newest first; existing rows never move, new ones go on top.
@@ -132,8 +136,9 @@ function showRooms (rooms) {
   }
   $('rooms-empty').hidden = rows.size > 0
   const live = rooms.reduce((sum, room) => sum + room.peers, 0)
+  const counted = more ? `The ${rooms.length} newest rooms` : `${rooms.length} ${rooms.length === 1 ? 'room' : 'rooms'}`
   $('rooms-summary').textContent =
-    `${rooms.length} ${rooms.length === 1 ? 'room' : 'rooms'} · ${live} ${live === 1 ? 'person' : 'people'} editing`
+    `${counted} · ${live} ${live === 1 ? 'person' : 'people'} editing`
 }
 
 let refreshing = false
@@ -153,7 +158,8 @@ async function refresh () {
       return
     }
     if (!response.ok) throw new Error(`HTTP ${response.status}`)
-    showRooms((await response.json()).rooms)
+    const page = await response.json()
+    showRooms(page.rooms, page.next_cursor !== null)
     $('rooms-error').textContent = ''
   } catch (failure) {
     $('rooms-error').textContent = `Could not load the rooms (${failure.message}); retrying.`
