@@ -23,6 +23,7 @@ class Metrics:
     completions: Counter[str] = field(default_factory=Counter)  # by outcome
     updates_refused: Counter[str] = field(default_factory=Counter)  # by the rule they broke
     rooms_broken: int = 0  # rooms dropped from memory after yrs failed on a stored update
+    openings_refused: Counter[str] = field(default_factory=Counter)  # "rate" or "full"
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,13 @@ def exposition(metrics: Metrics, gauges: Gauges) -> str:
         "Rooms dropped from memory (their clients reconnect) because the CRDT core failed on a "
         "stored update and the document could not be rebuilt at once.",
         [("", metrics.rooms_broken)],
+    )
+    family(
+        "collab_room_openings_refused_total",
+        "counter",
+        "Rooms not brought into memory or created: one address over "
+        "COLLAB_ROOM_OPENINGS_PER_MINUTE (rate), or the process at COLLAB_MAX_ROOMS_LOADED (full).",
+        [(f'{{reason="{reason}"}}', n) for reason, n in sorted(metrics.openings_refused.items())],
     )
     family(
         "collab_completions_total",

@@ -83,6 +83,19 @@ class Settings(BaseSettings):
         "(the client retries later). 0: the open-file limit less 256 descriptors kept for the "
         "store, REST and new clients.",
     )
+    max_rooms_loaded: int = Field(
+        10_000,
+        ge=1,
+        description="Rooms one process holds in memory; opening another is refused (HTTP 503, "
+        "WebSocket 1013) until some go idle.",
+    )
+    room_openings_per_minute: float = Field(
+        600,
+        ge=0,
+        description="Rooms one client address may bring into memory or create a minute (a "
+        "bucket of this many, refilled evenly); more get HTTP 429 or WebSocket 1013. 0: no "
+        "limit.",
+    )
     room_max_connections: int = Field(
         1000, ge=1, description="WebSocket connections one room serves at once; more get 1013."
     )

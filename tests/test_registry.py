@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from collab_server.metrics import Metrics
+from collab_server.rooms.openings import Openings, RoomsBusy
 from collab_server.rooms.registry import RoomRegistry
 from collab_server.rooms.room import Room
 from collab_server.settings import Settings
@@ -175,3 +176,19 @@ async def test_a_room_loaded_while_a_delete_is_under_way_is_gone_once_it_returns
         with pytest.raises(RoomMissing):
             async with registry.lease("x", create=False):
                 pass
+
+
+def test_openings_refill_evenly_per_address() -> None:
+    now = [0.0]
+    openings = Openings(60, now=lambda: now[0])  # one a second, sixty at once
+    for _ in range(60):
+        openings.take("a")
+    with pytest.raises(RoomsBusy) as refused:
+        openings.take("a")
+    assert refused.value.per_client and 0 < refused.value.retry_after <= 1
+    openings.take("b")  # another address has its own bucket
+    openings.take(None)  # the server's own work is never limited
+    now[0] += 1.0
+    openings.take("a")
+    with pytest.raises(RoomsBusy):
+        openings.take("a")

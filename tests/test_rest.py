@@ -317,3 +317,30 @@ async def test_the_room_list_is_paged_newest_first(server: RunningServer) -> Non
             refused = await http.get("/api/rooms", params={"limit": bad})
             assert refused.status_code == 422
             assert refused.json()["error"] == "invalid_limit"
+
+
+async def test_rooms_opened_too_fast_or_past_the_cap_are_refused(settings: Settings) -> None:
+    """One address made 10,474 rooms in 30 s; now each address has a bucket of openings (a room
+    created, or brought into memory), and a process holds a bounded number of rooms."""
+    limited = settings.model_copy(update={"room_openings_per_minute": 3, "max_rooms_loaded": 2})
+    async with run_server(limited) as server, server.http() as http:
+        for room_id in ("o1", "o2", "o3"):
+            assert (await http.post("/api/rooms", json={"id": room_id})).status_code == 201
+        refused = await http.post("/api/rooms", json={"id": "o4"})
+        assert refused.status_code == 429
+        assert refused.json()["error"] == "too_many_rooms"
+        assert int(refused.headers["Retry-After"]) >= 1
+        metrics = server.registry.metrics
+        assert metrics.openings_refused["rate"] == 1
+    roomy = settings.model_copy(update={"max_rooms_loaded": 2})
+    async with run_server(roomy) as server, server.http() as http:
+        async with yclient(server.ws_url, "h1"), yclient(server.ws_url, "h2") as second:
+            await http.post("/api/rooms", json={"id": "h3"})
+            full = await http.get("/api/rooms/h3/text")
+            assert full.status_code == 503
+            assert full.json()["error"] == "rooms_full"
+            async with yclient(server.ws_url, "h4", sync=False) as turned_away:
+                assert await turned_away.wait_closed() == 1013
+            second.text.insert(0, "the rooms held go on")  # a room in memory is not refused
+            assert (await http.get("/api/rooms/h2/text")).status_code == 200
+        assert server.registry.metrics.openings_refused["full"] == 2

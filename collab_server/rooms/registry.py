@@ -22,6 +22,7 @@ from collab_server.protocol.update import UpdateRefused
 from collab_server.rooms.compaction import Compaction
 from collab_server.rooms.jobs import Jobs
 from collab_server.rooms.loader import RoomLoader
+from collab_server.rooms.openings import Openings, RoomsBusy
 from collab_server.rooms.quarantine import Quarantine
 from collab_server.rooms.replication import Replication, SingleProcess
 from collab_server.rooms.room import Room, RoomListener
@@ -30,6 +31,10 @@ from collab_server.settings import Settings
 from persistence import RoomMissing, Store
 
 logger = logging.getLogger(__name__)
+
+
+# Rooms leave memory within COLLAB_ROOM_IDLE_SECONDS of their last client: retry after about that.
+RETRY_WHEN_FULL_SECONDS = 30.0
 
 
 class RoomRegistry(RoomListener):
@@ -54,6 +59,8 @@ class RoomRegistry(RoomListener):
             after_bytes=settings.compact_after_bytes,
         )
         self._loader = RoomLoader(store, self.limits, self._compaction)
+        self._max_rooms = settings.max_rooms_loaded
+        self._openings = Openings(settings.room_openings_per_minute)
         self._rooms: dict[str, Room] = {}
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._forgotten: set[str] = set()  # deleted while their load was in flight
@@ -93,11 +100,16 @@ class RoomRegistry(RoomListener):
     # -- leases -------------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def lease(self, room_id: str, *, create: bool = True) -> AsyncIterator[Room]:
+    async def lease(
+        self, room_id: str, *, create: bool = True, opener: str | None = None
+    ) -> AsyncIterator[Room]:
         """Hold a room in memory, loading it first if needed: creating it, or (`create=False`,
         for readers and REST calls on a named room) raising `RoomMissing` if it does not exist,
-        so that nothing but a joining editor brings back a room deleted a moment before."""
-        room = await self._get(room_id, create)
+        so that nothing but a joining editor brings back a room deleted a moment before.
+
+        Loading it is one of `opener`'s openings (a client address); `RoomsBusy` if it has
+        none left, or if the process holds all the rooms it may."""
+        room = await self._get(room_id, create, opener)
         room.leases += 1
         timer = self._idle_timers.pop(room_id, None)
         if timer is not None:
@@ -124,7 +136,19 @@ class RoomRegistry(RoomListener):
             rooms_quarantined=len(self.quarantine),
         )
 
-    async def _get(self, room_id: str, create: bool) -> Room:
+    def open_room(self, opener: str | None) -> None:
+        """Spend one of `opener`'s openings on a room created without loading it (REST)."""
+        self._take_opening(opener)
+
+    def _take_opening(self, opener: str | None) -> None:
+        try:
+            self._openings.take(opener)
+        except RoomsBusy:
+            self.metrics.openings_refused["rate"] += 1
+            logger.info("refused a room opening from %s: over its rate", opener)
+            raise
+
+    async def _get(self, room_id: str, create: bool, opener: str | None) -> Room:
         while True:
             room = self._rooms.get(room_id)
             if room is not None:
@@ -134,6 +158,17 @@ class RoomRegistry(RoomListener):
                 loading = None  # failed, and its entry not yet cleared: awaiting it would spin
             joined = loading is not None
             if loading is None:
+                if len(self._rooms) + len(self._loading) >= self._max_rooms:
+                    self.metrics.openings_refused["full"] += 1
+                    logger.warning(
+                        "refused to open room %s: %d in memory", room_id, self._max_rooms
+                    )
+                    raise RoomsBusy(
+                        f"the server holds all the rooms it may ({self._max_rooms})",
+                        RETRY_WHEN_FULL_SECONDS,
+                        per_client=False,
+                    )
+                self._take_opening(opener)
                 loading = asyncio.create_task(self._load(room_id, create), name=f"load {room_id}")
                 self._loading[room_id] = loading
                 loading.add_done_callback(partial(self._load_done, room_id))

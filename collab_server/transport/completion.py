@@ -43,7 +43,13 @@ from collab_server.rooms.catch_up import caught_up, decode_state_vector
 from collab_server.rooms.registry import RoomRegistry
 from collab_server.settings import Settings
 from collab_server.transport.errors import ApiError
-from collab_server.transport.rest import DEFAULT_TEXT, is_text_name, json_body, room_id_for
+from collab_server.transport.rest import (
+    DEFAULT_TEXT,
+    client_address,
+    is_text_name,
+    json_body,
+    room_id_for,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +141,7 @@ async def _complete(
     deadline: float,
 ) -> CompletionAnswer:
     registry: RoomRegistry = request.app.state.registry
-    async with registry.lease(room_id, create=False) as room:
+    async with registry.lease(room_id, create=False, opener=client_address(request)) as room:
         if wanted:
             try:
                 async with asyncio.timeout(deadline - time.monotonic()):

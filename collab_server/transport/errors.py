@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from collab_server.rooms.openings import RoomsBusy
 from collab_server.rooms.quarantine import RoomQuarantined
 from collab_server.rooms.room import RoomDeleted
 from persistence import RoomMissing, StoreError
@@ -76,6 +78,12 @@ async def room_quarantined(request: Request, error: Exception) -> Response:
     )
 
 
+async def rooms_busy(request: Request, error: Exception) -> Response:
+    assert isinstance(error, RoomsBusy)
+    status, code = (429, "too_many_rooms") if error.per_client else (503, "rooms_full")
+    return _error(status, code, error.reason, {"Retry-After": str(math.ceil(error.retry_after))})
+
+
 async def store_error(request: Request, error: Exception) -> Response:
     logger.warning("%s %s: store unavailable: %s", request.method, request.url.path, error)
     return _error(503, "store_unavailable", "storage is unavailable, retry later")
@@ -92,6 +100,7 @@ exception_handlers = {
     RoomDeleted: room_deleted,
     RoomMissing: room_missing,  # deleted while the request was under way
     RoomQuarantined: room_quarantined,
+    RoomsBusy: rooms_busy,
     StoreError: store_error,
     Exception: internal_error,
 }

@@ -184,6 +184,7 @@ async def create_room(request: Request) -> Response:
     permit(grant, Role.EDITOR, body.id)  # a generated id needs a token for every room
     registry = _registry(request)
     room_id = body.id or secrets.token_urlsafe(8)
+    registry.open_room(client_address(request))
     try:
         await registry.store.create_room(room_id, body.name or room_id, body.language)
     except RoomExists as error:
@@ -219,6 +220,11 @@ async def list_rooms(request: Request) -> Response:
     return _json(RoomList(rooms=[_view(request, record) for record in visible], next_cursor=cursor))
 
 
+def client_address(request: Request) -> str | None:
+    """Who opens rooms, for their rate (uvicorn puts a trusted proxy's X-Forwarded-For here)."""
+    return request.client.host if request.client else None
+
+
 def _page_limit(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_PAGE
@@ -242,7 +248,7 @@ async def change_room(request: Request) -> Response:
     if body.name is not None and not await registry.store.rename_room(record.id, body.name):
         raise ApiError(404, "room_not_found", f"no room {record.id!r}")
     if body.language is not None:
-        async with registry.lease(record.id, create=False) as room:
+        async with registry.lease(record.id, create=False, opener=client_address(request)) as room:
             await room.set_language(body.language)
     return _json(_view(request, await room_record(request, record.id)))
 
@@ -286,7 +292,9 @@ def _text_name(request: Request) -> str:
 async def get_text(request: Request) -> Response:
     room_id = await room_id_for(request, Role.VIEWER)
     name = _text_name(request)
-    async with _registry(request).lease(room_id, create=False) as room:
+    async with _registry(request).lease(
+        room_id, create=False, opener=client_address(request)
+    ) as room:
         # User-chosen bytes served from the page's origin: never sniffed as HTML.
         return PlainTextResponse(str(room.text(name)), headers=NO_SNIFF)
 
@@ -299,7 +307,9 @@ async def put_text(request: Request) -> Response:
         text = raw.decode()
     except UnicodeDecodeError as error:
         raise ApiError(400, "invalid_text", "the body must be UTF-8 text") from error
-    async with _registry(request).lease(room_id, create=False) as room:
+    async with _registry(request).lease(
+        room_id, create=False, opener=client_address(request)
+    ) as room:
         await room.replace_text(name, text)
     return _json(TextWritten(room=room_id, name=name, length=utf16_length(text)))
 
@@ -307,7 +317,9 @@ async def put_text(request: Request) -> Response:
 async def get_update(request: Request) -> Response:
     """The room's document as one Yjs update (v1): `Y.applyUpdate(doc, bytes)` loads it."""
     room_id = await room_id_for(request, Role.VIEWER)
-    async with _registry(request).lease(room_id, create=False) as room:
+    async with _registry(request).lease(
+        room_id, create=False, opener=client_address(request)
+    ) as room:
         return Response(room.full_update(), media_type="application/octet-stream", headers=NO_SNIFF)
 
 
@@ -315,7 +327,9 @@ async def post_update(request: Request) -> Response:
     """Apply a Yjs update (v1) from a script or service, stored and relayed as a client's is."""
     room_id = await room_id_for(request, Role.EDITOR)
     update = await _bounded_body(request)
-    async with _registry(request).lease(room_id, create=False) as room:
+    async with _registry(request).lease(
+        room_id, create=False, opener=client_address(request)
+    ) as room:
         try:
             await room.apply_update(update, origin=None)
         except ProtocolError as error:

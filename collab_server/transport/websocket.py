@@ -25,6 +25,7 @@ from collab_server.protocol import (
 )
 from collab_server.rooms.ids import is_valid_room_id
 from collab_server.rooms.intake import UpdateIntake
+from collab_server.rooms.openings import RoomsBusy
 from collab_server.rooms.peer import Peer, PeerDisconnected
 from collab_server.rooms.quarantine import RoomQuarantined
 from collab_server.rooms.registry import RoomRegistry
@@ -112,7 +113,7 @@ async def _serve_room(
         return
     try:
         # Joining creates a room, which is an editor's right: a viewer may only watch one.
-        async with registry.lease(room_id, create=writable) as room:
+        async with registry.lease(room_id, create=writable, opener=_host(websocket)) as room:
             await _serve_peer(websocket, room, settings, writable)
     except RoomQuarantined as error:
         logger.info("room %s: refused a peer: %s", room_id, error)
@@ -120,6 +121,10 @@ async def _serve_room(
             await _Socket(websocket).close(
                 CloseCode.ROOM_QUARANTINED, "room quarantined: its history cannot be replayed"
             )
+    except RoomsBusy as error:
+        logger.info("room %s: refused a peer from %s: %s", room_id, _client(websocket), error)
+        with contextlib.suppress(PeerDisconnected):
+            await _Socket(websocket).close(CloseCode.TRY_AGAIN_LATER, error.reason)
     except RoomMissing:
         logger.info("room %s: no such room (a viewer may not create it; or deleted)", room_id)
         with contextlib.suppress(PeerDisconnected):
@@ -155,6 +160,10 @@ async def _admit(websocket: WebSocket, room_id: str) -> bool | None:
 def _metrics(websocket: WebSocket) -> Metrics:
     registry: RoomRegistry = websocket.app.state.registry
     return registry.metrics
+
+
+def _host(websocket: WebSocket) -> str | None:
+    return websocket.client.host if websocket.client else None
 
 
 def _client(websocket: WebSocket) -> str:
