@@ -17,6 +17,7 @@ from collab_server.app import create_app
 from collab_server.auth import ALL_ROOMS, Role, mint_token
 from collab_server.rooms.ids import is_valid_room_id
 from collab_server.settings import Settings
+from collab_server.transport.http_protocol import with_header_timeout
 from persistence import StoreError, migrate, open_store
 from persistence.copy import CopiedRoom, copy_rooms
 
@@ -108,7 +109,7 @@ def build_server(settings: Settings) -> uvicorn.Server:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=with_header_timeout(settings.header_timeout_seconds),
         ws="websockets-sansio",
         # Frames up to twice our limit reach the app and get a 4413; beyond that the WebSocket
         # layer itself closes with 1009 before buffering more.

@@ -83,6 +83,12 @@ class Settings(BaseSettings):
         "(the client retries later). 0: the open-file limit less 256 descriptors kept for the "
         "store, REST and new clients.",
     )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Time a client has to send a request's headers (a WebSocket handshake's "
+        "too), from connecting or from the request's first byte; slower ones are closed.",
+    )
     max_rooms_loaded: int = Field(
         10_000,
         ge=1,

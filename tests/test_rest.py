@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import anyio
@@ -344,3 +345,20 @@ async def test_rooms_opened_too_fast_or_past_the_cap_are_refused(settings: Setti
             second.text.insert(0, "the rooms held go on")  # a room in memory is not refused
             assert (await http.get("/api/rooms/h2/text")).status_code == 200
         assert server.registry.metrics.openings_refused["full"] == 2
+
+
+async def test_a_client_too_slow_with_its_headers_is_closed(settings: Settings) -> None:
+    """Slowloris: a request's headers trickling in held the connection for ever (3,000 of them
+    for 40 s, none closed). They now have a deadline, a WebSocket's handshake too."""
+    slow = settings.model_copy(update={"header_timeout_seconds": 0.5})
+    async with run_server(slow) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+        await writer.drain()
+        with anyio.fail_after(10):
+            assert await reader.read() == b""  # closed by the server, nothing answered
+        writer.close()
+        async with server.http() as http:  # a client that sends its request at once is served
+            assert (await http.get("/healthz")).status_code == 200
+        async with yclient(server.ws_url, "quick") as quick:
+            assert quick.close_code is None
