@@ -22,6 +22,7 @@ from collab_server.protocol.update import UpdateRefused
 from collab_server.rooms.compaction import Compaction
 from collab_server.rooms.jobs import Jobs
 from collab_server.rooms.loader import RoomLoader
+from collab_server.rooms.memory import MemoryReleaser
 from collab_server.rooms.openings import Openings, RoomsBusy
 from collab_server.rooms.quarantine import Quarantine
 from collab_server.rooms.replication import Replication, SingleProcess
@@ -59,6 +60,7 @@ class RoomRegistry(RoomListener):
             after_bytes=settings.compact_after_bytes,
         )
         self._loader = RoomLoader(store, self.limits, self._compaction)
+        self._memory = MemoryReleaser()
         self._max_rooms = settings.max_rooms_loaded
         self._openings = Openings(settings.room_openings_per_minute)
         self._rooms: dict[str, Room] = {}
@@ -245,6 +247,7 @@ class RoomRegistry(RoomListener):
         logger.info("room %s unloaded", room_id)
         await self._replication.unfollow(room_id)
         await self._compaction.at_unload(room)
+        self._memory.after_unload()
 
     # -- recovery and deletion ------------------------------------------------------------------
 
