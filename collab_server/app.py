@@ -18,6 +18,7 @@ from collab_server.rooms.registry import RoomRegistry
 from collab_server.settings import Settings
 from collab_server.transport import completion, pages, rest
 from collab_server.transport.errors import exception_handlers
+from collab_server.transport.room_urls import ANY_NAME, RoomSegments
 from collab_server.transport.websocket import serve_websocket
 from persistence import is_postgres_url, open_store
 
@@ -56,8 +57,8 @@ def create_app(settings: Settings) -> Starlette:
             *rest.routes,
             *completion.routes,
             *pages.routes,
-            # {room:path} so that names with a slash reach us and get a close code, not a 403.
-            WebSocketRoute("/ws/{room:path}", serve_websocket),
+            # Any name reaches us, so a refused one gets a close code and its reason, not a 403.
+            WebSocketRoute(f"/ws/{ANY_NAME}", serve_websocket),
         ],
         exception_handlers=exception_handlers,
         lifespan=lifespan,
@@ -70,10 +71,12 @@ def create_app(settings: Settings) -> Starlette:
 
 
 def _middleware(settings: Settings) -> list[Middleware]:
-    """CORS for front ends served from elsewhere (a dev server, another site); none by default."""
+    """Room ids as one URL segment; CORS for front ends served from elsewhere (none by default)."""
+    segments = Middleware(RoomSegments)
     if not settings.cors_origin_list:
-        return []
+        return [segments]
     return [
+        segments,
         Middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origin_list,
@@ -81,5 +84,5 @@ def _middleware(settings: Settings) -> list[Middleware]:
             allow_headers=["Authorization", "Content-Type"],
             expose_headers=["Retry-After"],
             max_age=3600,
-        )
+        ),
     ]

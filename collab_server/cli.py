@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from collab_server.app import create_app
 from collab_server.auth import ALL_ROOMS, Role, mint_token
-from collab_server.rooms.ids import is_valid_room_id
+from collab_server.rooms.ids import room_id_problem
 from collab_server.settings import Settings
 from collab_server.transport.http_protocol import with_header_timeout
 from persistence import StoreError, migrate, open_store
@@ -175,8 +175,9 @@ def print_token(settings: Settings, room: str, role: Role, ttl_seconds: float | 
     """`collab-server token`: what a team's own backend would mint, for hand-outs and scripts."""
     if settings.auth_secret is None:
         raise SystemExit("collab-server token: set COLLAB_AUTH_SECRET first")
-    if room != ALL_ROOMS and not is_valid_room_id(room):
-        raise SystemExit(f"collab-server token: {room!r} is not a room id")
+    problem = None if room == ALL_ROOMS else room_id_problem(room)
+    if problem is not None:
+        raise SystemExit(f"collab-server token: {room!r} is not a room id: {problem}")
     print(mint_token(settings.auth_secret.get_secret_value(), room, role, ttl_seconds))
 
 

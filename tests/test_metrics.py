@@ -47,7 +47,7 @@ async def test_metrics_count_rooms_peers_updates_and_closes(server: RunningServe
         async with yclient(server.ws_url, "counted", sync=False) as rude:
             await rude.send_raw(b"\xff\xff")
             assert await rude.wait_closed() == CloseCode.BAD_MESSAGE
-        async with yclient(server.ws_url, "bad%20name", sync=False) as misnamed:
+        async with yclient(server.ws_url, "bad%3Fname", sync=False) as misnamed:
             assert await misnamed.wait_closed() == CloseCode.BAD_MESSAGE
 
     async def all_gone() -> bool:  # a client's close returns before the server lets it go

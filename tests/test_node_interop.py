@@ -12,6 +12,7 @@ import hashlib
 import logging
 import string
 from collections.abc import AsyncIterator
+from urllib.parse import quote
 
 import anyio
 import pytest
@@ -32,7 +33,7 @@ async def node(server: RunningServer) -> AsyncIterator[NodeClients]:
 
 async def server_text(server: RunningServer, room: str) -> str:
     async with server.http() as http:
-        response = await http.get(f"/api/rooms/{room}/text")
+        response = await http.get(f"/api/rooms/{quote(room, safe='')}/text")
     response.raise_for_status()
     return response.text
 
@@ -54,6 +55,18 @@ async def test_edits_flow_both_ways(server: RunningServer, node: NodeClients) ->
     await node.wait_text(["a", "b"], "world")
 
     assert await server_text(server, "two-way") == "world"
+
+
+@pytest.mark.parametrize("room", ["team/app:src/main.py", "test-@y/websocket", "été 2"])
+async def test_rooms_named_as_editors_name_them(
+    server: RunningServer, node: NodeClients, room: str
+) -> None:
+    """The stock client puts the name into the URL as it is: slashes, `@`, `:` and spaces."""
+    await node.open("a", room)
+    await node.open("b", room)
+    await node.insert("a", 0, "shared")
+    await node.wait_text(["a", "b"], "shared")
+    assert await server_text(server, room) == "shared"
 
 
 async def test_late_joiner_gets_the_state(server: RunningServer, node: NodeClients) -> None:

@@ -50,6 +50,7 @@ from collab_server.transport.rest import (
     json_body,
     room_id_for,
 )
+from collab_server.transport.room_urls import ROOM_PATH
 
 logger = logging.getLogger(__name__)
 
@@ -192,4 +193,4 @@ def _view(answer: Completions, text: str, cursor: Located) -> CompletionAnswer:
     )
 
 
-routes = [Route("/api/rooms/{room}/complete", complete, methods=["POST"])]
+routes = [Route(f"{ROOM_PATH}/complete", complete, methods=["POST"])]

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from urllib.parse import quote
 
 import anyio
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from collab_server.rooms.ids import is_valid_room_id
+from collab_server.rooms.ids import room_id_problem
 from collab_server.transport.errors import ApiError
+from collab_server.transport.room_urls import ANY_NAME
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
@@ -57,7 +59,7 @@ def _wants_html(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "")
 
 
-def _not_found_page(request: Request, room_id: str) -> Response:
+def _not_found_page(request: Request, room_id: str, problem: str) -> Response:
     lobby = html.escape(request.scope.get("root_path", "") + "/", quote=True)
     body = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -74,8 +76,7 @@ a {{ color: #4338ca; font-weight: 600; }}
 </style></head>
 <body><main>
 <h1>No such room</h1>
-<p><code>{html.escape(room_id[:200])}</code> is not a room id: ids are 1 to 128 letters, digits,
-dots, dashes or underscores.</p>
+<p><code>{html.escape(room_id[:200])}</code> is not a room name: {html.escape(problem)}.</p>
 <p><a href="{lobby}">See all rooms, or start one</a></p>
 </main></body></html>
 """
@@ -89,17 +90,35 @@ async def lobby(request: Request) -> Response:
 async def editor(request: Request) -> Response:
     """A room's editor. Any valid id opens one: the room is created when the page joins it."""
     room_id: str = request.path_params["room"]
-    if not is_valid_room_id(room_id):
+    problem = room_id_problem(room_id)
+    if problem is not None:
         if _wants_html(request):
-            return _not_found_page(request, room_id)
-        raise ApiError(404, "room_not_found", f"{room_id[:200]!r} is not a valid room id")
+            return _not_found_page(request, room_id, problem)
+        raise ApiError(404, "room_not_found", f"{room_id[:200]!r} is not a room name: {problem}")
+    slashes = _raw_room(request).count("/")
+    if slashes:
+        # The page finds its scripts, the server and its room relative to its own URL: a name
+        # with slashes (`/r/team/main.py`) is served as one segment (`/r/team%2Fmain.py`).
+        # Relative, so that it holds behind a proxy's path prefix; the fragment survives it.
+        target = "../" * slashes + quote(room_id, safe="")
+        query = request.url.query
+        return RedirectResponse(f"{target}?{query}" if query else target, status_code=308)
     return await _page("room.html")
+
+
+def _raw_room(request: Request) -> str:
+    """The room part of the editor's URL as the client sent it (still percent-encoded)."""
+    raw_path: bytes | None = request.scope.get("raw_path")
+    if raw_path is None:
+        return ""
+    raw = raw_path.decode("latin-1")
+    return raw[raw.find("/r/") + len("/r/") :]
 
 
 routes: list[BaseRoute] = [
     Route("/", lobby, methods=["GET"]),
-    # {room:path} so that an id with a slash gets the same clear answer as any invalid id.
-    Route("/r/{room:path}", editor, methods=["GET"]),
+    # Any name reaches the handler: slashes are redirected, a refused name is told why.
+    Route(f"/r/{ANY_NAME}", editor, methods=["GET"]),
     # The editor's scripts are ~450 kB, ~130 kB gzipped; the rest of the server sends no gzip.
     Mount(
         "/static",

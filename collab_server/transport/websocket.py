@@ -23,7 +23,7 @@ from collab_server.protocol import (
     decode_message,
     encode_permission_denied,
 )
-from collab_server.rooms.ids import is_valid_room_id
+from collab_server.rooms.ids import room_id_problem
 from collab_server.rooms.intake import UpdateIntake
 from collab_server.rooms.openings import RoomsBusy
 from collab_server.rooms.peer import Peer, PeerDisconnected
@@ -101,12 +101,11 @@ def _connection_cap(settings: Settings) -> int:
 async def _serve_room(
     websocket: WebSocket, registry: RoomRegistry, settings: Settings, room_id: str
 ) -> None:
-    if not is_valid_room_id(room_id):
-        logger.info("refused room name %r", room_id[:200])
+    problem = room_id_problem(room_id)
+    if problem is not None:
+        logger.info("refused room name %r: %s", room_id[:200], problem)
         with contextlib.suppress(PeerDisconnected):
-            await _Socket(websocket).close(
-                CloseCode.BAD_MESSAGE, "room names are 1-128 of [A-Za-z0-9._-]"
-            )
+            await _Socket(websocket).close(CloseCode.BAD_MESSAGE, problem)
         return
     writable = await _admit(websocket, room_id)
     if writable is None:

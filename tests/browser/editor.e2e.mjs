@@ -339,5 +339,21 @@ await runAndFinish({ browser, pages, problems, artifacts }, async () => {
   await lobby.close()
 
   text = await editorText(a)
+
+  // -- a room named after a file: Bob types its URL as it is, Alice joins by its name ---------
+  const fileRoom = 'team/app:src/main.py'
+  await b.goto(`${origin}/r/${fileRoom}`)
+  check(new URL(b.url()).pathname === `/r/${encodeURIComponent(fileRoom)}`, `the page should move to one segment, not ${b.url()}`)
+  await waitConnection(b, 'connected')
+  await b.locator('.cm-content').click()
+  await b.keyboard.type('x = 1', { delay: 20 })
+  await a.goto(`${origin}/`)
+  await a.locator('#join-link').fill(fileRoom)
+  await a.keyboard.press('Enter')
+  await waitConnection(a, 'connected')
+  const fileText = await waitConverged([a, b], ['x = 1'], 'both pages to show the file room\'s text')
+  check(await serverText(encodeURIComponent(fileRoom)) === fileText, 'the server\'s copy of the file room should equal the editors\'')
+  log('a room named after a file', { url: b.url() })
+
   console.log(JSON.stringify({ result: { room: roomId, text, language: 'python', seconds: elapsed() } }))
 })

@@ -61,6 +61,24 @@ $('create-form').addEventListener('submit', async (event) => {
   }
 })
 
+// A link to a room's page gives what follows its /r/; anything else is a room name (it may hold '/').
+function roomFromLink (value) {
+  if (!/^https?:\/\//i.test(value)) return value
+  let path
+  try {
+    path = new URL(value).pathname
+  } catch {
+    return null
+  }
+  const at = path.indexOf('/r/')
+  if (at < 0) return null
+  try {
+    return decodeURIComponent(path.slice(at + 3))
+  } catch {
+    return null
+  }
+}
+
 function describeError (answer) {
   if (Array.isArray(answer.detail)) return answer.detail.map((item) => item.msg).join('; ')
   return String(answer.detail ?? answer.error ?? 'unknown error')
@@ -72,11 +90,12 @@ $('join-form').addEventListener('submit', (event) => {
   event.preventDefault()
   // A shared link may carry a token in its fragment (#token=...): the room page takes it from there.
   const [value, fragment = ''] = $('join-link').value.trim().split('#', 2)
-  const roomId = value.includes('/') ? value.replace(/\/+$/, '').split('/').pop() : value
-  if (!/^[A-Za-z0-9._-]{1,128}$/.test(roomId)) {
-    $('join-error').textContent = 'Paste a room link, or a room id of letters, digits, ".", "_" or "-".'
+  const roomId = roomFromLink(value)
+  if (!roomId || roomId.length > 256) {
+    $('join-error').textContent = 'Paste a room link, or a room name of up to 256 characters.'
     return
   }
+  // The room page says what is wrong with a name the server refuses.
   location.assign(roomPage(roomId) + (fragment ? `#${fragment}` : ''))
 })
 
