@@ -21,6 +21,8 @@ from websockets.exceptions import ConnectionClosed
 
 from collab_server.protocol import (
     AwarenessEntry,
+    SyncUpdate,
+    decode_message,
     encode_awareness,
     encode_awareness_message,
     encode_sync_step1,
@@ -352,6 +354,23 @@ async def test_awareness_from_another_client_id_is_relayed_to_everyone(
         for client in (alice, bob):
             await client.wait_until(lambda c=client: c.awareness.get(alice.doc.client_id) == state)  # type: ignore[misc]
         assert json.dumps(bob.awareness[alice.doc.client_id]) == json.dumps(state)
+
+
+async def test_the_sender_gets_its_own_update_back(server: RunningServer) -> None:
+    """As from y-websocket's own server: the 4.x client counts an edit saved when it returns."""
+    async with connect(f"{server.ws_url}/returned") as websocket:
+        await websocket.send(encode_sync_step1(b"\x00"))
+        typist: Doc[Text] = Doc()
+        typist.get("codemirror", type=Text).insert(0, "hi")
+        await websocket.send(encode_update(typist.get_update()))
+        async with asyncio.timeout(10):
+            while True:
+                message = decode_message(await websocket.recv(decode=False))
+                if isinstance(message, SyncUpdate):
+                    break
+        echoed: Doc[Text] = Doc()
+        echoed.apply_update(message.update)
+        assert str(echoed.get("codemirror", type=Text)) == "hi"
 
 
 async def test_updates_sent_just_before_leaving_are_stored(tmp_path: Path) -> None:

@@ -73,6 +73,12 @@ class Peer:
     def closing(self) -> bool:
         return self._close_request is not None or self._stopped
 
+    @property
+    def close_requested(self) -> bool:
+        """The server closes this peer (a client that went away has not: what it sent before
+        leaving is still to be read)."""
+        return self._close_request is not None
+
     def send(self, frame: bytes) -> None:
         """Queue one message."""
         self._push(frame)

@@ -237,7 +237,8 @@ class Room:
 
     async def apply_updates(self, updates: list[DecodedUpdate], origin: Peer | None) -> None:
         """Check updates against the document, store them in one batch, then apply them and
-        relay them to every peer but `origin`, in the store's order.
+        relay them to every peer, in the store's order. `origin` is the peer they came from
+        (None: REST, the server's own edits); it is sent them back like everyone else.
 
         If one is refused, the ones before it are stored and relayed all the same, and its
         `UpdateRefused` is raised after them.
@@ -261,7 +262,7 @@ class Room:
                 # were checked; shielded, so that what is stored is applied even if the caller
                 # is cancelled.
                 work = asyncio.ensure_future(
-                    self._store_and_apply(accepted, origin, meta, previous, turn)
+                    self._store_and_apply(accepted, meta, previous, turn)
                 )
                 work.add_done_callback(_retrieve)
         if refusal is not None:
@@ -326,7 +327,6 @@ class Room:
     async def _store_and_apply(
         self,
         updates: list[DecodedUpdate],
-        origin: Peer | None,
         meta: bool,
         previous: asyncio.Future[None] | None,
         turn: asyncio.Future[None],
@@ -358,11 +358,12 @@ class Room:
         finally:
             turn.set_result(None)
         # One message for the whole batch: peers' queues grow by one item, not by the batch.
+        # The sender gets it back too, as from y-websocket's own server: the 4.x client shows
+        # its edits saved only once it sees them come back.
         update = raw[0] if len(raw) == 1 else merge_updates(*raw)
         outbound = OutboundUpdate(update, encode_update(update))
         for peer in self.peers:
-            if peer is not origin:
-                peer.send_update(outbound)
+            peer.send_update(outbound)
         size = sum(map(len, raw))
         self.log_rows += len(raw)
         self.log_bytes += size

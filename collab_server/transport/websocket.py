@@ -244,7 +244,7 @@ async def _receive(
                 await intake.put(await room.decode(message.update))
         except ProtocolError as error:
             return _close_reason(room, peer, error)
-        if peer.closing:
+        if peer.close_requested:
             return 0, ""
         handled += 1
         if delay := throttle.take():
