@@ -261,9 +261,7 @@ class Room:
                 # Started while checks are held, so batches reach the store in the order they
                 # were checked; shielded, so that what is stored is applied even if the caller
                 # is cancelled.
-                work = asyncio.ensure_future(
-                    self._store_and_apply(accepted, meta, previous, turn)
-                )
+                work = asyncio.ensure_future(self._store_and_apply(accepted, meta, previous, turn))
                 work.add_done_callback(_retrieve)
         if refusal is not None:
             self._listener.update_refused(self, refusal)
