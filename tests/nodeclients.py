@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import json
 import shutil
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -85,6 +86,13 @@ class NodeClients:
         await self._process.wait()
         if self._process.stdin is not None:
             self._process.stdin.close()
+
+    def freeze(self) -> None:
+        """SIGSTOP the driver, as a laptop lid closes: its sockets stay open and say nothing."""
+        self._process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self._process.send_signal(signal.SIGCONT)
 
     # -- typed shortcuts for the common commands ---------------------------------------------
 

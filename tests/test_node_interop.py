@@ -21,6 +21,7 @@ from collab_server.protocol import CloseCode
 from collab_server.settings import Settings
 from tests.conftest import RunningServer, run_server
 from tests.nodeclients import NodeClients, node_clients
+from tests.polling import poll
 
 pytestmark = [pytest.mark.node, pytest.mark.anyio]
 
@@ -117,6 +118,32 @@ async def test_killed_clients_cursor_disappears(server: RunningServer, node: Nod
         await node.wait_awareness("ann", kim_id, present=False)
     newcomer = await node.open("bob", "killed")
     assert str(kim_id) not in newcomer["states"]
+
+
+async def test_a_frozen_clients_cursor_is_not_shown_to_newcomers(
+    server: RunningServer, node: NodeClients
+) -> None:
+    """A client whose machine froze keeps its socket open: the server's ping drops it after
+    20 s + 20 s, while clients hide its cursor after 30 s without a renewal. A newcomer in
+    between must not be greeted with the ghost (the server's view is no staler than theirs)."""
+    await node.open("watcher", "frozen")
+    async with node_clients(server.ws_url) as frozen:
+        fay = await frozen.open("fay", "frozen", awareness={"user": {"name": "fay"}})
+        await node.wait_awareness("watcher", fay["clientID"])
+        frozen.freeze()
+        try:
+            # The watcher's own y-protocols timeout (30 s, checked every 3 s) hides her.
+            async def fay_hidden() -> bool:
+                return fay["clientID"] not in await node.states("watcher")
+
+            await poll(fay_hidden, seconds=40)
+            newcomer = await node.open("newcomer", "frozen")
+            assert str(fay["clientID"]) not in newcomer["states"]
+            room = server.registry.loaded("frozen")
+            assert room is not None
+            assert len(room.peers) == 3  # her socket is still open: the ping has not dropped it
+        finally:
+            frozen.thaw()
 
 
 async def test_offline_edits_on_both_sides_merge(server: RunningServer, node: NodeClients) -> None:
