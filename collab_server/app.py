@@ -1,4 +1,5 @@
-"""The ASGI application: routes, and the one lifespan that owns store -> registry, completion."""
+"""The ASGI application: its services, its routes, and the one lifespan that owns store ->
+registry, completion."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from collab_server.completion import CompletionService
 from collab_server.metrics import Metrics
 from collab_server.rooms.registry import RoomRegistry
 from collab_server.settings import Settings
-from collab_server.transport import completion, pages, rest
+from collab_server.transport import completion, ops, pages, rest
 from collab_server.transport.errors import exception_handlers
 from collab_server.transport.room_urls import ANY_NAME, RoomSegments
+from collab_server.transport.services import Services
 from collab_server.transport.websocket import serve_websocket
 from persistence import is_postgres_url, open_store
 
@@ -28,7 +30,12 @@ def create_app(settings: Settings) -> Starlette:
         # Processes that relay to each other must also read and write one shared log.
         raise ValueError("COLLAB_REDIS_URL needs a PostgreSQL COLLAB_STORE_URL")
 
-    metrics = Metrics()  # what /metrics serves; the rooms and the transport count into it
+    secret = settings.auth_secret
+    services = Services(
+        settings,
+        Authenticator(secret.get_secret_value() if secret is not None else None),
+        Metrics(),
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -44,10 +51,10 @@ def create_app(settings: Settings) -> Starlette:
                         ClusterReplication(settings.redis_url)
                     )
                 registry = await stack.enter_async_context(
-                    RoomRegistry(store, settings, metrics, replication)
+                    RoomRegistry(store, settings, services.metrics, replication)
                 )
-                app.state.registry = registry
-                app.state.completion = await stack.enter_async_context(CompletionService(settings))
+                completion_service = await stack.enter_async_context(CompletionService(settings))
+                services.start(registry, completion_service)
                 yield
         finally:
             await store.close()
@@ -55,6 +62,7 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=[
             *rest.routes,
+            *ops.routes,
             *completion.routes,
             *pages.routes,
             # Any name reaches us, so a refused one gets a close code and its reason, not a 403.
@@ -64,9 +72,7 @@ def create_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
         middleware=_middleware(settings),
     )
-    app.state.settings = settings
-    secret = settings.auth_secret
-    app.state.auth = Authenticator(secret.get_secret_value() if secret is not None else None)
+    app.state.services = services  # what `transport.services.services()` reads
     return app
 
 

@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 from collab_server.cli import build_server
 from collab_server.rooms.registry import RoomRegistry
 from collab_server.settings import Settings
+from collab_server.transport.services import Services
 from tests import postgres
 
 
@@ -37,8 +38,8 @@ class RunningServer:
     @property
     def registry(self) -> RoomRegistry:
         """For the few tests that look inside (which rooms are loaded)."""
-        registry: RoomRegistry = self.app.state.registry
-        return registry
+        services: Services = self.app.state.services
+        return services.registry
 
 
 @asynccontextmanager

@@ -15,7 +15,7 @@ from starlette.types import Message
 from collab_server.rooms.catch_up import decode_state_vector
 from collab_server.settings import Settings
 from collab_server.transport.errors import ApiError
-from collab_server.transport.rest import JSON_BODY_BYTES, json_body
+from collab_server.transport.requests import JSON_BODY_BYTES, json_body
 from tests.conftest import RunningServer, run_server
 from tests.polling import poll
 from tests.yclient import yclient

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from starlette.requests import HTTPConnection
 
-from collab_server.auth import Authenticator, Forbidden, Grant, Role, Unauthenticated, bearer_token
+from collab_server.auth import Forbidden, Grant, Role, Unauthenticated, bearer_token
 from collab_server.transport.errors import ApiError
-
-
-def authenticator(connection: HTTPConnection) -> Authenticator:
-    auth: Authenticator = connection.app.state.auth
-    return auth
+from collab_server.transport.services import services
 
 
 def connection_grant(connection: HTTPConnection, *, allow_query: bool = False) -> Grant:
@@ -22,7 +18,7 @@ def connection_grant(connection: HTTPConnection, *, allow_query: bool = False) -
     token = bearer_token(connection.headers.get("authorization"))
     if token is None and allow_query:
         token = connection.query_params.get("token")
-    return authenticator(connection).grant(token)
+    return services(connection).auth.grant(token)
 
 
 def authenticated(connection: HTTPConnection) -> Grant:

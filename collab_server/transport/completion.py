@@ -32,7 +32,6 @@ from collab_server.completion import (
     CompletionError,
     CompletionRequest,
     Completions,
-    CompletionService,
 )
 from collab_server.completion.cursor import Cursor, Located, locate
 from collab_server.completion.job import Kind, Provider
@@ -40,17 +39,11 @@ from collab_server.languages import DEFAULT_LANGUAGE
 from collab_server.positions import PositionError, utf16_length
 from collab_server.protocol import ProtocolError
 from collab_server.rooms.catch_up import caught_up, decode_state_vector
-from collab_server.rooms.registry import RoomRegistry
-from collab_server.settings import Settings
+from collab_server.rooms.ids import DEFAULT_TEXT, is_text_name
 from collab_server.transport.errors import ApiError
-from collab_server.transport.rest import (
-    DEFAULT_TEXT,
-    client_address,
-    is_text_name,
-    json_body,
-    room_id_for,
-)
+from collab_server.transport.requests import client_address, json_body, room_id_for
 from collab_server.transport.room_urls import ROOM_PATH
+from collab_server.transport.services import services
 
 logger = logging.getLogger(__name__)
 
@@ -102,25 +95,18 @@ class CompletionAnswer(BaseModel):
     partial: bool  # part of the document or of the providers was left out (deadline, size)
 
 
-def _service(request: Request) -> CompletionService:
-    service: CompletionService = request.app.state.completion
-    return service
-
-
 async def complete(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
-    deadline = time.monotonic() + settings.completion_deadline_ms / 1000
+    deadline = time.monotonic() + services(request).settings.completion_deadline_ms / 1000
     room_id = await room_id_for(request, Role.VIEWER)
     try:
         body = CompleteBody.model_validate_json(await json_body(request))
     except ValidationError as error:
         raise ApiError.invalid_body(error) from error
     wanted = _state_vector(body.state_vector)
-    registry: RoomRegistry = request.app.state.registry
-    counted = registry.metrics
+    counted = services(request).metrics
     try:
         # Admitted before the document is read: a refusal costs nothing document-sized.
-        with _service(request).admitted() as admission:
+        with services(request).completion.admitted() as admission:
             answer = await _complete(request, room_id, body, wanted, admission, deadline)
     except CompletionBusy as error:
         counted.completions["busy"] += 1
@@ -141,7 +127,7 @@ async def _complete(
     admission: Admission,
     deadline: float,
 ) -> CompletionAnswer:
-    registry: RoomRegistry = request.app.state.registry
+    registry = services(request).registry
     async with registry.lease(room_id, create=False, opener=client_address(request)) as room:
         if wanted:
             try:
@@ -157,7 +143,7 @@ async def _complete(
         cursor = await locate(text, Cursor(body.offset, body.line, body.column))
     except PositionError as error:
         raise ApiError(422, "invalid_position", str(error)) from error
-    answer = await _service(request).complete(
+    answer = await services(request).completion.complete(
         admission,
         CompletionRequest(text, cursor.index, language, key=f"{room_id}/{body.name}"),
         deadline,

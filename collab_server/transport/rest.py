@@ -1,4 +1,5 @@
-"""The REST API under /api: rooms, their text, health. JSON in and out, validated by pydantic."""
+"""The REST API for rooms under /api/rooms: create, list, change, delete and recover them, read
+and write their text and document. JSON in and out, validated by pydantic."""
 
 from __future__ import annotations
 
@@ -21,17 +22,21 @@ from starlette.routing import Route
 
 from collab_server.auth import Role
 from collab_server.languages import Language
-from collab_server.metrics import exposition
 from collab_server.positions import utf16_length
 from collab_server.protocol import CloseCode, ProtocolError
-from collab_server.rooms.ids import DEFAULT_TEXT as DEFAULT_TEXT  # for transport/completion.py
-from collab_server.rooms.ids import MAX_ROOM_ID_CHARS, is_valid_room_id, room_id_problem
-from collab_server.rooms.ids import is_text_name as is_text_name
-from collab_server.rooms.registry import RoomRegistry
-from collab_server.settings import Settings
-from collab_server.transport.access import authenticated, permit, require
+from collab_server.rooms.ids import DEFAULT_TEXT, MAX_ROOM_ID_CHARS, is_text_name, room_id_problem
+from collab_server.transport.access import authenticated, permit
 from collab_server.transport.errors import ApiError
+from collab_server.transport.requests import (
+    bounded_body,
+    client_address,
+    json_body,
+    room_id_for,
+    room_record,
+    room_record_for,
+)
 from collab_server.transport.room_urls import ROOM_PATH
+from collab_server.transport.services import services
 from persistence import RoomExists, RoomRecord
 
 logger = logging.getLogger(__name__)
@@ -52,7 +57,6 @@ RoomId = Annotated[
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 PAGES_READ_PER_REQUEST = 10
-JSON_BODY_BYTES = 256 * 1024  # room bodies and completion requests (state vector included)
 
 
 class CreateRoom(BaseModel):
@@ -112,20 +116,14 @@ class TextWritten(BaseModel):
     length: int  # in UTF-16 code units, as editors count
 
 
-def _registry(request: Request) -> RoomRegistry:
-    registry: RoomRegistry = request.app.state.registry
-    return registry
-
-
 def _base_urls(request: Request) -> tuple[str, str]:
-    settings: Settings = request.app.state.settings
-    base = (settings.public_url or str(request.base_url)).rstrip("/")
+    base = (services(request).settings.public_url or str(request.base_url)).rstrip("/")
     ws_base = "ws" + base.removeprefix("http") if base.startswith("http") else base
     return base, ws_base
 
 
 def _view(request: Request, record: RoomRecord) -> RoomView:
-    registry = _registry(request)
+    registry = services(request).registry
     base, ws_base = _base_urls(request)
     room = registry.loaded(record.id)
     quarantine = registry.quarantine.get(record.id)
@@ -148,35 +146,6 @@ def _json(model: BaseModel, status_code: int = 200) -> JSONResponse:
     return JSONResponse(model.model_dump(mode="json"), status_code=status_code)
 
 
-async def _record(request: Request, role: Role) -> RoomRecord:
-    """The room the path names, if the token gives `role` on it (else 401/403); 404 if it was
-    never created nor joined, or was deleted."""
-    room_id = request.path_params["room"]
-    require(request, role, room_id)
-    return await room_record(request, room_id)
-
-
-async def room_id_for(request: Request, role: Role) -> str:
-    """The room the path names, checked as `_record` does, for routes that need only its
-    document. A room in memory needs no store lookup, so its text, document and completions stay
-    served while a PostgreSQL store is unreachable."""
-    room_id: str = request.path_params["room"]
-    require(request, role, room_id)
-    if _registry(request).loaded(room_id) is None:
-        await room_record(request, room_id)
-    return room_id
-
-
-async def room_record(request: Request, room_id: str) -> RoomRecord:
-    """The stored room `room_id`, or an `ApiError` 404."""
-    record = None
-    if is_valid_room_id(room_id):
-        record = await _registry(request).store.get_room(room_id)
-    if record is None:
-        raise ApiError(404, "room_not_found", f"no room {room_id!r}")
-    return record
-
-
 async def create_room(request: Request) -> Response:
     grant = authenticated(request)  # who asks comes before what is asked: 401 before 422
     try:
@@ -184,7 +153,7 @@ async def create_room(request: Request) -> Response:
     except ValidationError as error:
         raise ApiError.invalid_body(error) from error
     permit(grant, Role.EDITOR, body.id)  # a generated id needs a token for every room
-    registry = _registry(request)
+    registry = services(request).registry
     room_id = body.id or secrets.token_urlsafe(8)
     registry.open_room(client_address(request))
     try:
@@ -204,7 +173,7 @@ async def list_rooms(request: Request) -> Response:
     grant = authenticated(request)
     limit = _page_limit(request.query_params.get("limit"))
     cursor = request.query_params.get("cursor") or None
-    store = _registry(request).store
+    store = services(request).registry.store
     visible: list[RoomRecord] = []
     # A token for a few rooms reads past the others, a bounded number of pages a request.
     for _ in range(PAGES_READ_PER_REQUEST):
@@ -222,11 +191,6 @@ async def list_rooms(request: Request) -> Response:
     return _json(RoomList(rooms=[_view(request, record) for record in visible], next_cursor=cursor))
 
 
-def client_address(request: Request) -> str | None:
-    """Who opens rooms, for their rate (uvicorn puts a trusted proxy's X-Forwarded-For here)."""
-    return request.client.host if request.client else None
-
-
 def _page_limit(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_PAGE
@@ -236,17 +200,17 @@ def _page_limit(raw: str | None) -> int:
 
 
 async def get_room(request: Request) -> Response:
-    return _json(_view(request, await _record(request, Role.VIEWER)))
+    return _json(_view(request, await room_record_for(request, Role.VIEWER)))
 
 
 async def change_room(request: Request) -> Response:
     """Rename a room, or switch its language (in the document, where every editor follows)."""
-    record = await _record(request, Role.EDITOR)
+    record = await room_record_for(request, Role.EDITOR)
     try:
         body = ChangeRoom.model_validate_json(await json_body(request))
     except ValidationError as error:
         raise ApiError.invalid_body(error) from error
-    registry = _registry(request)
+    registry = services(request).registry
     if body.name is not None and not await registry.store.rename_room(record.id, body.name):
         raise ApiError(404, "room_not_found", f"no room {record.id!r}")
     if body.language is not None:
@@ -256,8 +220,8 @@ async def change_room(request: Request) -> Response:
 
 
 async def delete_room(request: Request) -> Response:
-    record = await _record(request, Role.ADMIN)
-    if not await _registry(request).delete(record.id):
+    record = await room_record_for(request, Role.ADMIN)
+    if not await services(request).registry.delete(record.id):
         raise ApiError(404, "room_not_found", f"no room {record.id!r}")
     logger.info(
         "room %s deleted over REST (peers closed with %d)", record.id, CloseCode.ROOM_DELETED
@@ -268,9 +232,9 @@ async def delete_room(request: Request) -> Response:
 async def recover_room(request: Request) -> Response:
     """Rebuild a quarantined room from its stored history without what cannot be replayed
     (admin); `?dry_run=1` only reports what would be dropped."""
-    record = await _record(request, Role.ADMIN)
+    record = await room_record_for(request, Role.ADMIN)
     dry_run = request.query_params.get("dry_run", "") in ("1", "true")
-    result = await _registry(request).recover(record.id, dry_run=dry_run)
+    result = await services(request).registry.recover(record.id, dry_run=dry_run)
     view = RecoveryView(
         room=record.id,
         dry_run=dry_run,
@@ -294,7 +258,7 @@ def _text_name(request: Request) -> str:
 async def get_text(request: Request) -> Response:
     room_id = await room_id_for(request, Role.VIEWER)
     name = _text_name(request)
-    async with _registry(request).lease(
+    async with services(request).registry.lease(
         room_id, create=False, opener=client_address(request)
     ) as room:
         # User-chosen bytes served from the page's origin: never sniffed as HTML.
@@ -304,12 +268,12 @@ async def get_text(request: Request) -> Response:
 async def put_text(request: Request) -> Response:
     room_id = await room_id_for(request, Role.EDITOR)
     name = _text_name(request)
-    raw = await _bounded_body(request)
+    raw = await bounded_body(request)
     try:
         text = raw.decode()
     except UnicodeDecodeError as error:
         raise ApiError(400, "invalid_text", "the body must be UTF-8 text") from error
-    async with _registry(request).lease(
+    async with services(request).registry.lease(
         room_id, create=False, opener=client_address(request)
     ) as room:
         await room.replace_text(name, text)
@@ -319,7 +283,7 @@ async def put_text(request: Request) -> Response:
 async def get_update(request: Request) -> Response:
     """The room's document as one Yjs update (v1): `Y.applyUpdate(doc, bytes)` loads it."""
     room_id = await room_id_for(request, Role.VIEWER)
-    async with _registry(request).lease(
+    async with services(request).registry.lease(
         room_id, create=False, opener=client_address(request)
     ) as room:
         return Response(room.full_update(), media_type="application/octet-stream", headers=NO_SNIFF)
@@ -328,8 +292,8 @@ async def get_update(request: Request) -> Response:
 async def post_update(request: Request) -> Response:
     """Apply a Yjs update (v1) from a script or service, stored and relayed as a client's is."""
     room_id = await room_id_for(request, Role.EDITOR)
-    update = await _bounded_body(request)
-    async with _registry(request).lease(
+    update = await bounded_body(request)
+    async with services(request).registry.lease(
         room_id, create=False, opener=client_address(request)
     ) as room:
         try:
@@ -337,51 +301,6 @@ async def post_update(request: Request) -> Response:
         except ProtocolError as error:
             raise ApiError(422, "update_rejected", error.reason) from error
     return Response(status_code=204)
-
-
-async def json_body(request: Request) -> bytes:
-    """A JSON request's body, or 413 past `JSON_BODY_BYTES`."""
-    return await _bounded_body(request, JSON_BODY_BYTES)
-
-
-async def _bounded_body(request: Request, limit: int | None = None) -> bytes:
-    """The request body, or 413 past `limit` (default: the WebSocket message limit, which REST
-    writes of text and updates share), found before more than the limit is held in memory."""
-    if limit is None:
-        settings: Settings = request.app.state.settings
-        limit = settings.max_message_bytes
-    too_large = ApiError(413, "too_large", f"body larger than {limit} bytes")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def metrics(request: Request) -> Response:
-    """Prometheus text; with access control on, it needs an admin token for every room."""
-    require(request, Role.ADMIN)
-    registry = _registry(request)
-    text = exposition(registry.metrics, registry.gauges())
-    return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
-
-
-async def healthz(request: Request) -> Response:
-    """503 once the process can no longer serve rooms (a supervisor should restart it)."""
-    if not _registry(request).running:
-        return JSONResponse({"status": "failed", "reason": "rooms are not served"}, status_code=503)
-    return JSONResponse({"status": "ok"})
-
-
-async def readyz(request: Request) -> Response:
-    if _registry(request).store.is_ready():
-        return JSONResponse({"status": "ready"})
-    return JSONResponse({"status": "not ready", "reason": "store unavailable"}, status_code=503)
 
 
 routes = [
@@ -395,7 +314,4 @@ routes = [
     Route(f"{ROOM_PATH}/text", put_text, methods=["PUT"]),
     Route(f"{ROOM_PATH}/update", get_update, methods=["GET"]),
     Route(f"{ROOM_PATH}/update", post_update, methods=["POST"]),
-    Route("/metrics", metrics, methods=["GET"]),
-    Route("/healthz", healthz, methods=["GET"]),
-    Route("/readyz", readyz, methods=["GET"]),
 ]

@@ -14,7 +14,6 @@ import resource
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from collab_server.auth import AuthError, Role, Unauthenticated
-from collab_server.metrics import Metrics
 from collab_server.protocol import (
     CloseCode,
     ProtocolError,
@@ -32,6 +31,7 @@ from collab_server.rooms.registry import RoomRegistry
 from collab_server.rooms.room import Room, RoomDeleted
 from collab_server.settings import Settings
 from collab_server.transport.access import connection_grant
+from collab_server.transport.services import services
 from collab_server.transport.throttle import Throttle
 from persistence import RoomMissing, StoreError
 
@@ -54,7 +54,7 @@ class _Socket:
 
     def __init__(self, websocket: WebSocket) -> None:
         self._websocket = websocket
-        self._metrics = _metrics(websocket)
+        self._metrics = services(websocket).metrics
 
     async def send(self, frame: bytes) -> None:
         try:
@@ -72,11 +72,11 @@ class _Socket:
 
 
 async def serve_websocket(websocket: WebSocket) -> None:
-    registry: RoomRegistry = websocket.app.state.registry
-    settings: Settings = websocket.app.state.settings
+    app_services = services(websocket)
+    registry, settings = app_services.registry, app_services.settings
     room_id = websocket.path_params["room"]
     await websocket.accept()
-    metrics = _metrics(websocket)
+    metrics = app_services.metrics
     if metrics.connections_open >= _connection_cap(settings):
         logger.warning("refused a connection: %d open already", metrics.connections_open)
         with contextlib.suppress(PeerDisconnected):
@@ -156,11 +156,6 @@ async def _admit(websocket: WebSocket, room_id: str) -> bool | None:
     return grant.role >= Role.EDITOR
 
 
-def _metrics(websocket: WebSocket) -> Metrics:
-    registry: RoomRegistry = websocket.app.state.registry
-    return registry.metrics
-
-
 def _host(websocket: WebSocket) -> str | None:
     return websocket.client.host if websocket.client else None
 
@@ -183,7 +178,7 @@ async def _serve_peer(websocket: WebSocket, room: Room, settings: Settings, writ
         queue_limit=settings.peer_queue_messages,
         queue_bytes_limit=settings.peer_queue_bytes,
     )
-    _metrics(websocket).connections_opened += 1
+    services(websocket).metrics.connections_opened += 1
     intake = UpdateIntake(
         room, peer, on_failure=lambda error: peer.close(*_close_reason(room, peer, error))
     )
@@ -250,7 +245,7 @@ async def _receive(
         if delay := throttle.take():
             if not throttled:
                 throttled = True
-                _metrics(websocket).connections_throttled += 1
+                services(websocket).metrics.connections_throttled += 1
                 logger.info(
                     "room %s peer %s: over %g messages/s, reading it more slowly",
                     room.id,
