@@ -175,6 +175,28 @@ def test_a_state_not_renewed_goes_stale_and_its_removal_is_relayed() -> None:
     assert presence.expire() == []
 
 
+def test_the_greeting_is_built_once_and_follows_every_change() -> None:
+    clock = Clock()
+    presence = Presence(timeout_seconds=30, now=clock)
+    alice, bob = peer(), peer()
+    assert presence.greeting() is None  # nobody: nothing to greet with
+    presence.apply([entry(1, 1)], alice)
+    clock.now += 20
+    presence.apply([entry(2, 1)], bob)
+    first = presence.greeting()
+    assert first == encode_awareness_message(encode_awareness([entry(1, 1), entry(2, 1)]))
+    assert presence.greeting() is first  # a burst of joins shares one encoding
+    presence.apply([entry(2, 2)], bob)
+    assert presence.greeting() == encode_awareness_message(
+        encode_awareness([entry(1, 1), entry(2, 2)])
+    )
+    clock.now += 15  # alice's state is stale: a newcomer is not greeted with it
+    presence.expire()
+    assert presence.greeting() == encode_awareness_message(encode_awareness([entry(2, 2)]))
+    presence.remove_peer(bob)
+    assert presence.greeting() is None
+
+
 # -- a real server ---------------------------------------------------------------------------
 
 

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 
 from collab_server.protocol.errors import ProtocolError
-from collab_server.protocol.varint import MAX_VAR_UINT, Reader, write_var_string, write_var_uint
+from collab_server.protocol.varint import MAX_VAR_UINT, Reader, write_var_uint
 
 # A removed client is sent with the JSON state "null".
 NULL_STATE = "null"
@@ -109,9 +109,10 @@ def decode_awareness(
 def encode_awareness(entries: list[AwarenessEntry]) -> bytes:
     parts = [write_var_uint(len(entries))]
     for entry in entries:
-        parts.append(write_var_uint(entry.client_id))
-        parts.append(write_var_uint(entry.clock))
-        parts.append(write_var_string(entry.state))
+        state = entry.state.encode()
+        # Copied once, by the join: a newcomer's greeting may hold megabytes of states.
+        parts += (write_var_uint(entry.client_id), write_var_uint(entry.clock))
+        parts += (write_var_uint(len(state)), state)
     return b"".join(parts)
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from collab_server.protocol.errors import ProtocolError
-from collab_server.protocol.varint import Reader, write_var_bytes, write_var_string
+from collab_server.protocol.varint import Reader, write_var_bytes, write_var_string, write_var_uint
 
 
 class MessageType(IntEnum):
@@ -103,7 +103,7 @@ def encode_update(update: bytes) -> bytes:
 
 
 def encode_awareness_message(payload: bytes) -> bytes:
-    return bytes((MessageType.AWARENESS,)) + write_var_bytes(payload)
+    return b"".join((bytes((MessageType.AWARENESS,)), write_var_uint(len(payload)), payload))
 
 
 def encode_permission_denied(reason: str) -> bytes:

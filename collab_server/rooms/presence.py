@@ -27,7 +27,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from collab_server.protocol import AwarenessEntry, ProtocolError, decode_awareness
+from collab_server.protocol import (
+    AwarenessEntry,
+    ProtocolError,
+    decode_awareness,
+    encode_awareness,
+    encode_awareness_message,
+)
 from collab_server.protocol.awareness import (
     MAX_STATE_BYTES,
     NULL_STATE,
@@ -101,6 +107,7 @@ class Presence:
         self._claimants: dict[int, set[Peer]] = {}  # client id -> connections that claim it
         self._next_sweep = 0.0  # no state goes stale before this
         self._unsent: list[AwarenessEntry] = []  # removals and takeovers not yet returned
+        self._greeting: bytes | None = None  # the states as one message, until one changes
 
     def __len__(self) -> int:
         return len(self.entries())
@@ -114,6 +121,14 @@ class Presence:
             for state in self._states.values()
             if state.renewed > fresh_after and not (local_only and state.owner is None)
         ]
+
+    def greeting(self) -> bytes | None:
+        """Every current state as one awareness message for a newcomer (None: nobody), built
+        once per change: a burst of joins (a reconnect storm, a flood) costs one encoding, not
+        megabytes each. Call `expire` first, so that no state in it is stale."""
+        if self._greeting is None and self._states:
+            self._greeting = encode_awareness_message(encode_awareness(self.entries()))
+        return self._greeting
 
     def decode(self, payload: bytes) -> list[AwarenessEntry]:
         """Decode an awareness payload within this room's bounds (a genuine echo carries at most
@@ -332,6 +347,7 @@ class Presence:
 
     def _put(self, client_id: int, state: _State) -> None:
         self._states[client_id] = state
+        self._greeting = None
         self._size += state.size
         self._next_sweep = min(self._next_sweep, state.renewed + self.timeout_seconds)
         if state.owner is not None:
@@ -344,6 +360,7 @@ class Presence:
         state = self._states.pop(client_id, None)
         if state is None:
             return
+        self._greeting = None
         self._size -= state.size
         holdings = self._holdings.get(state.owner) if state.owner is not None else None
         if holdings is not None:

@@ -168,8 +168,9 @@ class Room:
         self.peers.add(peer)
         peer.send(encode_sync_step1(self.doc.get_state()))
         self._relay_presence(self._presence.expire())
-        if len(self._presence):
-            peer.send(self._awareness_frame(self._presence.entries()))
+        greeting = self._presence.greeting()
+        if greeting is not None:
+            peer.send(greeting)
         logger.info("room %s peer %s joined (%d peers)", self.id, peer.id, len(self.peers))
 
     def leave(self, peer: Peer) -> None:
