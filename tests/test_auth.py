@@ -19,6 +19,7 @@ from collab_server.protocol import CloseCode
 from collab_server.protocol.varint import Reader
 from collab_server.settings import Settings
 from tests.conftest import RunningServer, run_server
+from tests.helpers import bearer
 from tests.nodeclients import NodeClients, node_clients
 from tests.polling import poll
 from tests.yclient import YClient, yclient
@@ -31,10 +32,6 @@ ROOM = "guarded"
 
 def token(role: Role, room: str = ROOM, ttl_seconds: float | None = None) -> str:
     return mint(SECRET, room, role, ttl_seconds)
-
-
-def bearer(value: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {value}"}
 
 
 EDITOR = bearer(token(Role.EDITOR))

@@ -8,7 +8,6 @@ The cursor's conversion from UTF-16 is also checked on its own, against `positio
 from __future__ import annotations
 
 import base64
-import itertools
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -28,10 +27,10 @@ from collab_server.positions import (
 )
 from collab_server.settings import Settings
 from tests.conftest import RunningServer, run_server
+from tests.helpers import labels, room_with, utf16_length
 from tests.yclient import yclient
 
 pytestmark = pytest.mark.anyio
-_rooms = itertools.count()
 
 
 @pytest.fixture(scope="module")
@@ -52,28 +51,11 @@ async def http(completing: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-def utf16(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
-
-
-async def room_with(http: httpx.AsyncClient, language: str, text: str) -> str:
-    room = f"c{next(_rooms)}"
-    created = await http.post("/api/rooms", json={"id": room, "language": language})
-    assert created.status_code == 201, created.text
-    written = await http.put(f"/api/rooms/{room}/text", content=text.encode())
-    assert written.status_code == 200, written.text
-    return room
-
-
 async def complete(http: httpx.AsyncClient, room: str, **position: Any) -> dict[str, Any]:
     response = await http.post(f"/api/rooms/{room}/complete", json=position)
     assert response.status_code == 200, response.text
     answer: dict[str, Any] = response.json()
     return answer
-
-
-def labels(answer: dict[str, Any]) -> list[str]:
-    return [item["label"] for item in answer["items"]]
 
 
 def item(answer: dict[str, Any], label: str) -> dict[str, Any]:
@@ -109,7 +91,7 @@ async def test_attribute_of_a_class_defined_in_the_document(http: httpx.AsyncCli
         "g."
     )
     room = await room_with(http, "python", text)
-    answer = await complete(http, room, offset=utf16(text))
+    answer = await complete(http, room, offset=utf16_length(text))
     assert answer["provider"] == "jedi"
     assert item(answer, "greeting")["kind"] == "property"
     assert item(answer, "wave")["kind"] == "method"
@@ -120,7 +102,7 @@ async def test_attribute_of_a_class_defined_in_the_document(http: httpx.AsyncCli
 async def test_keyword_arguments_and_document_names(http: httpx.AsyncClient) -> None:
     text = "def connect(host, port=5432, *, timeout=1.0):\n    pass\n\nconnect('db', ti"
     room = await room_with(http, "python", text)
-    answer = await complete(http, room, offset=utf16(text))
+    answer = await complete(http, room, offset=utf16_length(text))
     assert labels(answer)[0] == "timeout="
     assert "TimeoutError" in labels(answer)
 
@@ -130,17 +112,17 @@ async def test_non_ascii_before_the_cursor(http: httpx.AsyncClient) -> None:
     text = before + "pa"
     room = await room_with(http, "python", text)
     # Column in UTF-16 code units, as the browser counts: the emoji on that line counts two.
-    by_line = await complete(http, room, line=2, column=utf16('x = "😀"; os.pa'))
-    by_offset = await complete(http, room, offset=utf16(text))
+    by_line = await complete(http, room, line=2, column=utf16_length('x = "😀"; os.pa'))
+    by_offset = await complete(http, room, offset=utf16_length(text))
     for answer in (by_line, by_offset):
         assert "path" in labels(answer)
-        assert (answer["from"], answer["to"]) == (utf16(before), utf16(text))
+        assert (answer["from"], answer["to"]) == (utf16_length(before), utf16_length(text))
 
 
 async def test_path_completions_do_not_list_the_servers_files(http: httpx.AsyncClient) -> None:
     text = "open('/et"
     room = await room_with(http, "python", text)
-    answer = await complete(http, room, offset=utf16(text))
+    answer = await complete(http, room, offset=utf16_length(text))
     assert answer["items"] == []
 
 
@@ -158,9 +140,9 @@ async def test_javascript_keywords_and_identifiers(http: httpx.AsyncClient) -> N
         "co"
     )
     room = await room_with(http, "javascript", text)
-    answer = await complete(http, room, offset=utf16(text))
+    answer = await complete(http, room, offset=utf16_length(text))
     assert answer["provider"] == "generic"
-    assert (answer["from"], answer["to"]) == (utf16(text) - 2, utf16(text))
+    assert (answer["from"], answer["to"]) == (utf16_length(text) - 2, utf16_length(text))
     assert item(answer, "const")["kind"] == "keyword"
     assert item(answer, "continue")["kind"] == "keyword"
     assert item(answer, "computeTotal")["kind"] == "function"
@@ -171,7 +153,7 @@ async def test_javascript_keywords_and_identifiers(http: httpx.AsyncClient) -> N
 async def test_generic_ranking_prefix_then_nearness(http: httpx.AsyncClient) -> None:
     text = "let nameFar = 1;\n" + "let filler = 0;\n" * 200 + "let nameNear = 2, surname = 3;\nna"
     room = await room_with(http, "javascript", text)
-    answer = await complete(http, room, offset=utf16(text))
+    answer = await complete(http, room, offset=utf16_length(text))
     ranked = labels(answer)
     assert ranked[:2] == ["nameNear", "nameFar"]
     assert ranked.index("surname") > ranked.index("nameFar")  # substring after prefix matches
@@ -180,9 +162,9 @@ async def test_generic_ranking_prefix_then_nearness(http: httpx.AsyncClient) -> 
 async def test_non_ascii_identifiers_in_a_generic_language(http: httpx.AsyncClient) -> None:
     text = 'const café = "😀😀";\nconst s = "😀"; ca'
     room = await room_with(http, "javascript", text)
-    answer = await complete(http, room, line=1, column=utf16('const s = "😀"; ca'))
+    answer = await complete(http, room, line=1, column=utf16_length('const s = "😀"; ca'))
     assert item(answer, "café")["insert_text"] == "café"
-    assert answer["from"] == utf16(text) - 2
+    assert answer["from"] == utf16_length(text) - 2
 
 
 EXPECTED_KEYWORD = {
@@ -209,7 +191,7 @@ async def test_every_language_gets_keywords_and_identifiers(
     prefix, keyword = EXPECTED_KEYWORD[language]
     text = f"{prefix}ItemCount = 1\n{prefix}"
     room = await room_with(http, language, text)
-    answer = await complete(http, room, offset=utf16(text))
+    answer = await complete(http, room, offset=utf16_length(text))
     assert item(answer, f"{prefix}ItemCount")["kind"] != "keyword"
     if keyword is not None:
         assert item(answer, keyword)["kind"] == "keyword"
@@ -321,12 +303,12 @@ async def test_the_cursor_is_where_a_whole_text_conversion_puts_it(
     text: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(cursor, "SLICE", 3)  # slice boundaries everywhere, surrogates included
-    for offset in range(utf16(text) + 2):
+    for offset in range(utf16_length(text) + 2):
         index = _whole(index_from_utf16, text, offset)
         expected = index if isinstance(index, str) else Located(index, offset)
         assert await _sliced(text, Cursor(offset=offset)) == expected, offset
     for line in range(text.count("\n") + 2):
-        for column in range(utf16(text) + 2):
+        for column in range(utf16_length(text) + 2):
             index = _whole(index_from_line_column, text, line, column)
             expected = (
                 index if isinstance(index, str) else Located(index, utf16_from_index(text, index))

@@ -21,6 +21,7 @@ from collab_server.rooms.room import Room
 from collab_server.settings import Settings
 from tests.conftest import RunningServer, run_server
 from tests.fake_llm import FakeLlm, Mode, fake_llm
+from tests.helpers import labels, room_with
 from tests.polling import poll
 
 pytestmark = pytest.mark.anyio
@@ -43,17 +44,8 @@ async def serving(**settings: Any) -> AsyncIterator[httpx.AsyncClient]:
             yield http
 
 
-async def room_with(http: httpx.AsyncClient, room: str, language: str, text: str) -> None:
-    assert (await http.post("/api/rooms", json={"id": room, "language": language})).is_success
-    assert (await http.put(f"/api/rooms/{room}/text", content=text.encode())).is_success
-
-
 async def complete_end(http: httpx.AsyncClient, room: str, text: str) -> httpx.Response:
     return await http.post(f"/api/rooms/{room}/complete", json={"offset": len(text)})
-
-
-def labels(response: httpx.Response) -> list[str]:
-    return [item["label"] for item in response.json()["items"]]
 
 
 # -- the AI provider --------------------------------------------------------------------------
@@ -67,7 +59,7 @@ async def test_ai_continuation_is_offered_first() -> None:
             completion_llm_key="sekrit",
             completion_llm_timeout_ms=30_000,
         ) as http:
-            await room_with(http, "js", "javascript", JS)
+            await room_with(http, "javascript", JS, room="js")
             response = await complete_end(http, "js", JS)
     assert response.status_code == 200
     answer = response.json()
@@ -77,7 +69,7 @@ async def test_ai_continuation_is_offered_first() -> None:
         "detail": "AI · tiny-coder",
         "insert_text": "counter += 1;\n",  # replaces "co", like the other items
     }
-    assert "counter" in labels(response)[1:]  # the local items follow
+    assert "counter" in labels(response.json())[1:]  # the local items follow
     assert (answer["from"], answer["to"]) == (len(JS) - 2, len(JS))
     sent = llm.requests[0]
     assert sent["model"] == "tiny-coder"
@@ -92,11 +84,11 @@ async def test_ai_failures_leave_the_local_items(mode: Mode) -> None:
         # Time enough for the request to reach the fake API (it shares this event loop) on a
         # loaded machine; "hold" then waits out the AI timeout, well inside the deadline.
         async with serving(completion_llm_url=llm.url, completion_llm_timeout_ms=1_000) as http:
-            await room_with(http, "js", "javascript", JS)
+            await room_with(http, "javascript", JS, room="js")
             response = await complete_end(http, "js", JS)
             assert llm.requests  # it was asked
     assert response.status_code == 200
-    assert labels(response) == ["counter", "const", "console", "continue"]
+    assert labels(response.json()) == ["counter", "const", "console", "continue"]
 
 
 # -- limits -----------------------------------------------------------------------------------
@@ -108,7 +100,7 @@ async def test_requests_over_the_bound_get_503() -> None:
         async with serving(
             completion_queue=1, completion_llm_url=llm.url, completion_llm_timeout_ms=30_000
         ) as http:
-            await room_with(http, "js", "javascript", JS)
+            await room_with(http, "javascript", JS, room="js")
             async with anyio.create_task_group() as tasks:
                 first: list[httpx.Response] = []
 
@@ -132,7 +124,7 @@ async def test_requests_over_the_bound_get_503() -> None:
 async def the_only_slot_held(http: httpx.AsyncClient, llm: FakeLlm) -> AsyncIterator[None]:
     """A request in flight, held by the AI endpoint, for a server with `completion_queue=1`."""
     llm.mode = "hold"
-    await room_with(http, "held", "javascript", JS)
+    await room_with(http, "javascript", JS, room="held")
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(complete_end, http, "held", JS)
         with anyio.fail_after(30):
@@ -153,7 +145,7 @@ async def test_a_refused_request_never_reads_the_document(monkeypatch: pytest.Mo
         async with serving(
             completion_queue=1, completion_llm_url=llm.url, completion_llm_timeout_ms=30_000
         ) as http:
-            await room_with(http, "big", "python", BIG)
+            await room_with(http, "python", BIG, room="big")
             async with the_only_slot_held(http, llm):
                 monkeypatch.setattr(Room, "text", counted)
                 refused = await complete_end(http, "big", BIG)
@@ -179,7 +171,7 @@ async def test_a_request_that_fails_after_admission_gives_its_slot_back(
     body: dict[str, Any], error: str
 ) -> None:
     async with serving(completion_queue=1, completion_deadline_ms=1_000) as http:
-        await room_with(http, "js", "javascript", JS)
+        await room_with(http, "javascript", JS, room="js")
         for _ in range(2):  # with the only slot not given back, the second would get 503
             failed = await http.post("/api/rooms/js/complete", json=body)
             assert failed.json()["error"] == error
@@ -219,7 +211,7 @@ async def test_a_cancelled_request_gives_its_slot_back_once_its_job_is_done() ->
 
 async def test_a_dead_worker_is_replaced() -> None:
     async with serving() as http:
-        await room_with(http, "js", "javascript", JS)
+        await room_with(http, "javascript", JS, room="js")
         assert (await complete_end(http, "js", JS)).status_code == 200
         workers = multiprocessing.active_children()
         assert len(workers) == 1
@@ -229,7 +221,7 @@ async def test_a_dead_worker_is_replaced() -> None:
         assert broken.json()["error"] == "completion_unavailable"
         healed = await complete_end(http, "js", JS)
     assert healed.status_code == 200
-    assert "counter" in labels(healed)
+    assert "counter" in labels(healed.json())
 
 
 async def test_a_1mb_document_answers_with_the_default_deadline() -> None:
@@ -240,7 +232,7 @@ async def test_a_1mb_document_answers_with_the_default_deadline() -> None:
     text = block * (1_000_000 // len(block) + 1)
     middle = text.index("self.value", len(text) // 2) + len("self.va")
     async with serving(completion_deadline_ms=500) as http:
-        await room_with(http, "big", "python", text)
+        await room_with(http, "python", text, room="big")
         response = await http.post("/api/rooms/big/complete", json={"offset": middle})
     assert len(text.encode()) > 1_000_000
     assert response.status_code == 200
@@ -252,7 +244,7 @@ async def test_a_1mb_document_answers_with_the_default_deadline() -> None:
 
 async def test_a_state_vector_the_server_never_gets_answers_409() -> None:
     async with serving(completion_deadline_ms=200) as http:
-        await room_with(http, "js", "javascript", JS)
+        await room_with(http, "javascript", JS, room="js")
         # client 12345 has 3 items the server never receives
         ahead = base64.b64encode(bytes([1, 0xB9, 0x60, 3])).decode()
         response = await http.post(
@@ -264,7 +256,7 @@ async def test_a_state_vector_the_server_never_gets_answers_409() -> None:
 
 async def test_completion_turned_off(server: RunningServer) -> None:
     async with server.http() as http:
-        await room_with(http, "p", "python", PYTHON)
+        await room_with(http, "python", PYTHON, room="p")
         response = await complete_end(http, "p", PYTHON)
     assert response.status_code == 503
     assert response.json()["error"] == "completion_unavailable"

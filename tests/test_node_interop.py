@@ -12,7 +12,6 @@ import hashlib
 import logging
 import string
 from collections.abc import AsyncIterator
-from urllib.parse import quote
 
 import anyio
 import pytest
@@ -20,6 +19,7 @@ import pytest
 from collab_server.protocol import CloseCode
 from collab_server.settings import Settings
 from tests.conftest import RunningServer, run_server
+from tests.helpers import server_text, utf16_length
 from tests.nodeclients import NodeClients, node_clients
 from tests.polling import poll
 
@@ -30,18 +30,6 @@ pytestmark = [pytest.mark.node, pytest.mark.anyio]
 async def node(server: RunningServer) -> AsyncIterator[NodeClients]:
     async with node_clients(server.ws_url) as clients:
         yield clients
-
-
-async def server_text(server: RunningServer, room: str) -> str:
-    async with server.http() as http:
-        response = await http.get(f"/api/rooms/{quote(room, safe='')}/text")
-    response.raise_for_status()
-    return response.text
-
-
-def utf16_length(text: str) -> int:
-    """Length as JavaScript counts it (computed here, not with the server's own helper)."""
-    return len(text.encode("utf-16-le")) // 2
 
 
 async def test_edits_flow_both_ways(server: RunningServer, node: NodeClients) -> None:

@@ -20,6 +20,7 @@ import pytest
 from collab_server.settings import Settings
 from tests import postgres
 from tests.conftest import run_server
+from tests.helpers import text_is
 from tests.polling import poll
 from tests.server_process import ServerProcess, server_process
 from tests.yclient import YClient, yclient
@@ -137,12 +138,12 @@ async def test_two_servers_starting_at_once_migrate_once_and_both_serve() -> Non
         async with yclient(one.ws_url, "shared") as alice:
             alice.text.insert(0, "typed on one")
             async with http_of(one) as http:
-                await poll(lambda: _text_is(http, "shared", "typed on one"))
+                await poll(lambda: text_is(http, "shared", "typed on one"))
         async with yclient(two.ws_url, "shared") as bob:
             assert str(bob.text) == "typed on one"
             bob.text.insert(len(bob.text), ", read on two")
         async with http_of(two) as http:
-            await poll(lambda: _text_is(http, "shared", "typed on one, read on two"))
+            await poll(lambda: text_is(http, "shared", "typed on one, read on two"))
         conn = await asyncpg.connect(empty)
         try:
             rows = await conn.fetch("SELECT version, name FROM schema_migrations")
@@ -153,8 +154,3 @@ async def test_two_servers_starting_at_once_migrate_once_and_both_serve() -> Non
 
 def http_of(server: ServerProcess) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=server.http_url, timeout=10)
-
-
-async def _text_is(http: httpx.AsyncClient, room: str, text: str) -> bool:
-    answer = await http.get(f"/api/rooms/{room}/text")
-    return answer.status_code == 200 and answer.text == text

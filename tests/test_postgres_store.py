@@ -14,12 +14,13 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
-from pycrdt import Doc, Text
+from pycrdt import Text
 
 from collab_server.rooms import snapshot
 from persistence import BUFFERED, StoreUnavailable
 from persistence.postgres import PostgresStore
 from tests import postgres
+from tests.helpers import keystrokes
 from tests.polling import poll
 
 pytestmark = pytest.mark.anyio
@@ -29,18 +30,6 @@ pytestmark = pytest.mark.anyio
 async def url(postgres_url: str) -> str:
     await postgres.clear(postgres_url)
     return postgres_url
-
-
-def keystrokes(name: str, text: str) -> list[bytes]:
-    """The updates of someone typing `text` into the shared text `name`, one per character."""
-    doc: Doc[Text] = Doc()
-    shared = doc.get(name, type=Text)
-    updates = []
-    for char in text:
-        before = doc.get_state()
-        shared += char
-        updates.append(doc.get_update(before))
-    return updates
 
 
 async def test_appends_racing_compactions_from_two_stores_are_all_kept(url: str) -> None:

@@ -17,6 +17,7 @@ from collab_server.settings import Settings
 from collab_server.transport.errors import ApiError
 from collab_server.transport.requests import JSON_BODY_BYTES, json_body
 from tests.conftest import RunningServer, run_server
+from tests.helpers import text_is
 from tests.polling import poll
 from tests.yclient import yclient
 
@@ -110,7 +111,7 @@ async def test_put_text_is_relayed_and_minimal(server: RunningServer) -> None:
     original = "".join(f"line {n}: é π 😀\n" for n in range(500))
     async with server.http() as http, yclient(server.ws_url, "doc") as client:
         client.text.insert(0, original)
-        await poll(lambda: _text_is(http, "doc", original))
+        await poll(lambda: text_is(http, "doc", original))
         size_before = (await http.get("/api/rooms/doc")).json()["size_bytes"]
         changed = original.replace("line 250: é", "line 250: è")
         response = await http.put("/api/rooms/doc/text", content=changed.encode())
@@ -171,10 +172,6 @@ async def test_health_and_readiness(server: RunningServer) -> None:
         assert (await http.get("/readyz")).json() == {"status": "ready"}
 
 
-async def _text_is(http: httpx.AsyncClient, room: str, expected: str) -> bool:
-    return (await http.get(f"/api/rooms/{room}/text")).text == expected
-
-
 async def test_cors_lets_only_the_configured_origins_call_from_a_browser(
     settings: Settings,
 ) -> None:
@@ -208,7 +205,7 @@ async def test_the_document_as_a_yjs_update_goes_out_and_comes_in(server: Runnin
     """GET /update loads into any Yjs doc; an update made from it and POSTed reaches every peer."""
     async with server.http() as http, yclient(server.ws_url, "bytes") as peer:
         peer.text.insert(0, "héllo 🎉\n")
-        await poll(lambda: _server_has(http, "bytes", "héllo 🎉\n"))
+        await poll(lambda: text_is(http, "bytes", "héllo 🎉\n"))
         fetched = await http.get("/api/rooms/bytes/update")
         assert fetched.status_code == 200
         assert fetched.headers["content-type"] == "application/octet-stream"
@@ -232,10 +229,6 @@ async def test_the_document_as_a_yjs_update_goes_out_and_comes_in(server: Runnin
         missing = await http.get("/api/rooms/never-made/update")
         assert missing.status_code == 404
         assert str(peer.text) == "héllo 🎉\nfrom a script\n" and peer.close_code is None
-
-
-async def _server_has(http: httpx.AsyncClient, room: str, text: str) -> bool:
-    return (await http.get(f"/api/rooms/{room}/text")).text == text
 
 
 async def test_patch_renames_a_room_and_switches_its_language(server: RunningServer) -> None:

@@ -19,6 +19,7 @@ from collab_server.auth import ALL_ROOMS, Role, mint_token
 from collab_server.settings import Settings
 from tests.browser_script import ROOT, require_browser, run_browser_script
 from tests.conftest import RunningServer, run_server
+from tests.helpers import bearer
 
 pytestmark = [pytest.mark.browser, pytest.mark.anyio]
 
@@ -36,10 +37,6 @@ async def server(settings: Settings) -> AsyncIterator[RunningServer]:
         yield running
 
 
-def _bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
-
-
 async def test_editor_viewer_and_refused_pages_in_real_browsers(server: RunningServer) -> None:
     await require_browser()
     editor = mint_token(SECRET, ROOM, Role.EDITOR)
@@ -51,7 +48,7 @@ async def test_editor_viewer_and_refused_pages_in_real_browsers(server: RunningS
         created = await http.post(
             "/api/rooms",
             json={"id": ROOM, "name": "Auth session", "language": "plaintext"},
-            headers=_bearer(editor),
+            headers=bearer(editor),
         )
         assert created.status_code == 201, created.text
 
@@ -69,7 +66,7 @@ async def test_editor_viewer_and_refused_pages_in_real_browsers(server: RunningS
     )
     async with server.http() as http:
         text = await http.get(
-            f"/api/rooms/{ROOM}/text", params={"name": "codemirror"}, headers=_bearer(viewer)
+            f"/api/rooms/{ROOM}/text", params={"name": "codemirror"}, headers=bearer(viewer)
         )
     assert text.status_code == 200, text.text
     assert text.text == result["text"]  # the server's copy is what the pages show
