@@ -1,19 +1,24 @@
 """What several test modules do alike, written once.
 
 A room's text over REST (compared, read, written into a new room with a language), the labels of
-a completion answer, the bearer header for a token, lengths as JavaScript counts them, and the
-updates of someone typing.
+a completion answer, the bearer header for a token, lengths as JavaScript counts them, the updates
+of someone typing and the text a client makes of the messages it was sent, and a fake connection
+for a `Peer` that records what it was sent and how it was closed (unit tests with no server).
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from typing import Any
 from urllib.parse import quote
 
+import anyio
 import httpx
 from pycrdt import Doc, Text
 
+from collab_server.protocol import SyncStep2, SyncUpdate, decode_message
+from collab_server.rooms.peer import Peer
 from tests.conftest import RunningServer
 
 _fresh_rooms = itertools.count()
@@ -82,3 +87,56 @@ def keystrokes(name: str, text: str) -> list[bytes]:
         shared += char
         updates.append(doc.get_update(before))
     return updates
+
+
+def text_of(frames: list[bytes], name: str = "codemirror") -> str:
+    """The text `name` a client holds after applying the updates among `frames` (messages as
+    sent on the socket; the others are skipped)."""
+    doc: Doc[Text] = Doc()
+    for frame in frames:
+        message = decode_message(frame)
+        if isinstance(message, SyncUpdate | SyncStep2):
+            doc.apply_update(message.update)
+    return str(doc.get(name, type=Text))
+
+
+# -- a peer without a socket ------------------------------------------------------------------
+
+
+class FakeSocket:
+    """The send and close callables a `Peer` is given, recording what they were called with.
+
+    Clear `gate` to hold sends where they are (a client that reads slowly); `sending` is set
+    once a send waits there. A send raises `error` when one is set (a client gone, a bug)."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.closed: list[tuple[int, str]] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.sending = asyncio.Event()
+        self.error: Exception | None = None
+        self._changed = asyncio.Event()
+
+    def peer(self, room: str = "room", *, queue_limit: int = 100, **limits: int) -> Peer:
+        """A peer of `room` that sends and closes through this socket."""
+        return Peer(room, self.send, self.close, queue_limit=queue_limit, **limits)
+
+    async def send(self, frame: bytes) -> None:
+        self.sending.set()
+        await self.gate.wait()
+        if self.error is not None:
+            raise self.error
+        self.sent.append(frame)
+        self._changed.set()
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed.append((code, reason))
+        self._changed.set()
+
+    async def wait_sent(self, count: int, seconds: float = 5) -> None:
+        """Wait until `count` frames have been sent in all."""
+        with anyio.fail_after(seconds):
+            while len(self.sent) < count:
+                self._changed.clear()
+                await self._changed.wait()
