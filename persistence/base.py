@@ -106,6 +106,11 @@ class Store(Protocol):
     async def append_many(self, room_id: str, updates: list[bytes]) -> list[int]:
         """Append updates in order, in the same batch; their sequence numbers, as `append`."""
 
+    async def last_seqs(self, room_ids: Sequence[str]) -> dict[str, int]:
+        """Each room's highest sequence number, as `load` gives it (`last_seq`), in one cheap
+        read: how server processes sharing the store notice updates they never heard of.
+        Rooms that do not exist are left out."""
+
     async def discard(self, room_id: str, seqs: list[int]) -> int:
         """Remove these updates from the log (ones the server could not apply after storing
         them, before anyone saw them); return how many were still there to remove."""

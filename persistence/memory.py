@@ -101,6 +101,11 @@ class MemoryStore:
             [seq for seq, _ in room.log],
         )
 
+    async def last_seqs(self, room_ids: Sequence[str]) -> dict[str, int]:
+        return {
+            room_id: self._rooms[room_id].last_seq for room_id in room_ids if room_id in self._rooms
+        }
+
     async def append(self, room_id: str, update: bytes) -> int:
         room = self._room(room_id)
         room.last_seq += 1

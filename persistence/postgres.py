@@ -271,6 +271,13 @@ class PostgresStore:
             snapshot, [row["data"] for row in rows], last_seq, [row["seq"] for row in rows]
         )
 
+    async def last_seqs(self, room_ids: Sequence[str]) -> dict[str, int]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                "SELECT id, last_seq FROM rooms WHERE id = any($1::text[])", list(room_ids)
+            )
+        return {row["id"]: row["last_seq"] for row in rows}
+
     async def discard(self, room_id: str, seqs: list[int]) -> int:
         async with self._connection() as conn, conn.transaction():
             removed: int = await conn.fetchval(

@@ -359,6 +359,20 @@ class SQLiteStore:
         # A transaction gives the snapshot and the log rows from one consistent view.
         return await self._run(lambda: self._transaction(work))
 
+    async def last_seqs(self, room_ids: Sequence[str]) -> dict[str, int]:
+        def work() -> dict[str, int]:
+            # As `load` reckons it: the newest row, or the snapshot when the log is empty.
+            rows = self._db.execute(
+                "SELECT r.id, max("
+                " coalesce((SELECT max(seq) FROM updates u WHERE u.room = r.id), 0),"
+                " coalesce((SELECT through_seq FROM snapshots s WHERE s.room = r.id), 0))"
+                " FROM rooms r WHERE r.id IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(room_ids)),),
+            )
+            return {room_id: seq for room_id, seq in rows}
+
+        return await self._run(work)
+
     async def discard(self, room_id: str, seqs: list[int]) -> int:
         def work(conn: sqlite3.Connection) -> int:
             removed = conn.executemany(

@@ -222,6 +222,21 @@ async def test_load_of_a_missing_room_raises(store: Store) -> None:
         await store.load("ghost")
 
 
+async def test_last_seqs_give_each_rooms_last_seq_as_load_does(store: Store) -> None:
+    await store.create_room("a", "a", None)
+    await store.create_room("b", "b", None)
+    await store.create_room("quiet", "quiet", None)
+    await store.append_many("a", [b"a1", b"a2", b"a3"])
+    await store.append("b", b"b1")
+    # The log of `b` is all in its snapshot now: the number stays.
+    assert await store.compact("b", b"snapshot", 1)
+    seqs = await store.last_seqs(["a", "b", "quiet", "ghost"])
+    assert seqs == {"a": 3, "b": 1, "quiet": 0}
+    for room_id in ("a", "b", "quiet"):
+        assert (await store.load(room_id)).last_seq == seqs[room_id]
+    assert await store.last_seqs([]) == {}
+
+
 # -- discarding refused updates ----------------------------------------------------------------
 
 
