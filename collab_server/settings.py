@@ -134,6 +134,12 @@ class Settings(BaseSettings):
         description="Redis that relays rooms between server processes sharing one PostgreSQL "
         "store (e.g. redis://127.0.0.1:6379/0); unset: this process is alone.",
     )
+    cluster_check_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="With Redis: how often a process asks the store for the newest update of its "
+        "loaded rooms, to catch up on updates whose message never came (their process died).",
+    )
     public_url: str | None = Field(
         None,
         description="Base URL clients use to reach the server (e.g. https://collab.example.com); "

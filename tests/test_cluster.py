@@ -26,7 +26,7 @@ REDIS_PORT = 6379
 
 @asynccontextmanager
 async def two_servers(
-    postgres_url: str, redis_port: int = REDIS_PORT
+    postgres_url: str, redis_port: int = REDIS_PORT, *, cluster_check_seconds: float = 2.0
 ) -> AsyncIterator[tuple[RunningServer, RunningServer]]:
     """Server A on Redis directly, server B on `redis_port` (a proxy, when a test cuts it)."""
 
@@ -36,6 +36,7 @@ async def two_servers(
             redis_url=f"redis://127.0.0.1:{port}/0",
             room_idle_seconds=0.2,
             completion_workers=0,
+            cluster_check_seconds=cluster_check_seconds,
         )
 
     async with run_server(settings(REDIS_PORT)) as a, run_server(settings(redis_port)) as b:

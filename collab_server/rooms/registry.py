@@ -51,6 +51,7 @@ class RoomRegistry(RoomListener):
         self.limits = settings.update_limits
         self._idle_seconds = settings.room_idle_seconds
         self._replication = replication or SingleProcess()
+        self._cluster_check_seconds = settings.cluster_check_seconds
         self._jobs = Jobs()
         self._compaction = Compaction(
             store,
@@ -70,7 +71,7 @@ class RoomRegistry(RoomListener):
 
     async def __aenter__(self) -> RoomRegistry:
         await self._jobs.__aenter__()
-        self._replication.listen(self)
+        self._replication.listen(self, check_seconds=self._cluster_check_seconds)
         return self
 
     async def __aexit__(
@@ -286,11 +287,11 @@ class RoomRegistry(RoomListener):
 
     # -- what the rooms tell the registry (RoomListener) ----------------------------------------
 
-    def update_stored(self, room: Room, updates: list[bytes], size: int) -> None:
+    def update_stored(self, room: Room, updates: list[bytes], seqs: list[int], size: int) -> None:
         self.metrics.updates_stored += len(updates)
         self.metrics.update_bytes_stored += size
         self._compaction.after_append(room)
-        self._replication.updates_stored(room.id, updates)
+        self._replication.updates_stored(room.id, updates, seqs)
 
     def update_refused(self, room: Room, error: UpdateRefused) -> None:
         self.metrics.updates_refused[error.kind] += 1
@@ -337,23 +338,31 @@ class RoomRegistry(RoomListener):
     def deleted_elsewhere(self, room_id: str) -> None:
         self._jobs.start(self._forget(room_id), f"room {room_id}: deleted elsewhere")
 
-    def updates_missed(self, room_id: str | None) -> None:
-        """Every room concerned reads what it missed from the store."""
-        rooms = list(self._rooms.values()) if room_id is None else [self._rooms.get(room_id)]
-        for room in rooms:
-            if room is not None:
-                self._jobs.start(self._read_missed(room), f"room {room.id}: reading missed")
+    def updates_missed(self, room_id: str) -> None:
+        """The room reads what it missed from the store; `caught_up` tells how far it got."""
+        room = self._rooms.get(room_id)
+        if room is None or not self._jobs.running:
+            self._replication.caught_up(room_id, None)
+            return
+        self._jobs.start(self._read_missed(room), f"room {room_id}: reading missed")
+
+    async def last_seqs(self, room_ids: list[str]) -> dict[str, int]:
+        return await self.store.last_seqs(room_ids)
 
     async def _apply_remote(self, room: Room, updates: list[bytes]) -> None:
         await room.apply_remote_updates(updates)
         self._compaction.after_append(room)
 
     async def _read_missed(self, room: Room) -> None:
+        through = None
         try:
             log = await self.store.load(room.id)
+            await room.read_missed(log)
+            through = log.last_seq
         except RoomMissing:
             # Deleted by another process while this one could not hear it say so.
             logger.info("room %s was deleted elsewhere", room.id)
             await self._forget(room.id, only=room)
-            return
-        await room.read_missed(log)
+        finally:
+            if self._rooms.get(room.id, room) is room:  # not for a newer copy loaded meanwhile
+                self._replication.caught_up(room.id, through)
