@@ -29,6 +29,7 @@ from collab_server.protocol import (
     encode_update,
 )
 from collab_server.settings import Settings
+from collab_server.transport.websocket import close_reason_text
 from tests.conftest import RunningServer, run_server
 from tests.polling import poll
 from tests.yclient import YClient, newcomer_sees, yclient
@@ -411,3 +412,10 @@ async def test_connections_over_the_caps_are_told_to_retry_later() -> None:
             assert again.close_code is None
         closed = server.registry.metrics.connections_closed
         assert closed[1013] == 2
+
+
+@pytest.mark.parametrize(("reason", "expected"), [("x" * 300, "x" * 123), ("é" * 100, "é" * 61)])
+def test_a_long_close_reason_is_cut_to_what_a_close_frame_holds(reason: str, expected: str) -> None:
+    """yrs's error messages ran past 123 bytes: the close failed and the client got none."""
+    assert close_reason_text(reason) == expected
+    assert close_reason_text("short") == "short"

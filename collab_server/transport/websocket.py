@@ -47,6 +47,9 @@ DRAIN_SECONDS = 10.0  # how long a closing connection waits for its queued updat
 # Descriptors kept free beyond the connection cap: the store, REST clients, and the sockets of
 # clients that are told the server is full.
 RESERVED_DESCRIPTORS = 256
+# A close frame holds 125 bytes, 2 of them the code; a longer reason (yrs's error messages run
+# longer) made the close itself fail, and the client got no close frame at all.
+MAX_CLOSE_REASON_BYTES = 123
 
 
 class _Socket:
@@ -66,9 +69,14 @@ class _Socket:
         if self._websocket.application_state == WebSocketState.CONNECTED:
             self._metrics.connections_closed[code] += 1
             try:
-                await self._websocket.close(code, reason)
+                await self._websocket.close(code, close_reason_text(reason))
             except (OSError, RuntimeError, WebSocketDisconnect) as error:
                 raise PeerDisconnected from error
+
+
+def close_reason_text(reason: str) -> str:
+    """`reason` cut to what a close frame holds (whole UTF-8 characters only)."""
+    return reason.encode()[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
 
 
 async def serve_websocket(websocket: WebSocket) -> None:
