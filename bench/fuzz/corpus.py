@@ -7,7 +7,8 @@ to one room) or per y-protocols frame (`NAME.frame.bin`), and `README.md`. `--la
 writes the big shapes (hundreds of kB), which are not committed. `bench.fuzz.replay` sends
 them to a real server; `bench.fuzz.oracle FILE...` runs update files in the oracle.
 
-Effects are those on the server before the update validator (commit 589a896, yrs 0.28.0).
+Effects are those on the server before the update validator (commit 589a896, yrs 0.28.0), but
+for the cases in `LATER`, which name the commit they were seen on.
 """
 
 from __future__ import annotations
@@ -261,7 +262,45 @@ OTHERS = [
     ),
 ]
 
-CASES = PANICS + OTHERS
+# Found by the million-frame run on 2026-12-02 against the server with the validator (8e7b86b
+# and later): accepted, and what yrs then wrote of the room was not what the clients hold.
+LATER = [
+    Case(
+        "xml-hook",
+        "on 7a0b7b8: accepted; yrs writes the room back without the hook's name, so a late "
+        "joiner's sync and GET /update carry bytes Yjs throws on ('Unexpected end of array'), "
+        "and every compaction failed. Refused (4422) since",
+        "An XmlHook in root 't'; yrs encodes a hook with no name.",
+        _hex("0101a786f9999ed6a601000701017405010000"),
+    ),
+    Case(
+        "xml-hook-in-element",
+        "as xml-hook, from inside an XmlElement with an attribute",
+        "An XmlElement 'div' in root 'xml', an attribute, an XmlHook in it, a string.",
+        _hex(
+            "0104818fe4dbe6e6890c00070103786d6c03036469762800818fe4dbe6e6890c0005636c6173730177"
+            "01630700818fe4dbe6e6890c0005000400818fe4dbe6e6890c020bf09f91a9e2808df09f92bb00"
+        ),
+    ),
+    Case(
+        "late-joiner-diverges",
+        "on 7a0b7b8 and after: accepted; Yjs clients hold part of it pending (its origin "
+        "names a client nobody has) while yrs integrates it, so late joiners get 'é' plus "
+        "'\ufffdx\ufffd' where live clients show 'é'; yrs's own encoding of the room holds an "
+        "empty struct, which compaction now refuses to write (the log is kept). Still open",
+        "A format and 'é' in root 'notes', two emoji and an 'x' whose origin is (711101959, 0); "
+        "then a second format over the emoji.",
+        _hex(
+            "02039e9190a4f8e19201002600e2accb9da5cbde0e070004626f6c640474727565849e9190a4f8e1"
+            "9201000365cc81849e9190a4f8e192010208f09f9880f09f988001879c8ad30200849e9190a4f8e1"
+            "920104017800",
+            "01039e9190a4f8e19201000601056e6f74657304626f6c640474727565849e9190a4f8e19201000365"
+            "cc81869e9190a4f8e192010204626f6c64046e756c6c00",
+        ),
+    ),
+]
+
+CASES = PANICS + OTHERS + LATER
 
 
 def file_names(case: Case) -> list[str]:
@@ -281,7 +320,8 @@ def readme(cases: list[Case]) -> str:
         "",
         "Reproducers found by `bench.fuzz.run` and shrunk by its minimiser, and the known "
         f"shapes. Effects are on the server before the update validator (commit {TESTED}, "
-        "pycrdt 0.14.13 on yrs 0.28.0); yrs source lines are 0.28.0's. `NAME.N.bin` files are "
+        "pycrdt 0.14.13 on yrs 0.28.0) unless a case names another commit; yrs source lines "
+        "are 0.28.0's. `NAME.N.bin` files are "
         "Yjs v1 updates to send in that order to one room (`.frame.bin`: a y-protocols frame). "
         "Rebuild with `.venv/bin/python -m bench.fuzz.corpus` (`--large` adds the big ones, "
         "not committed); check with `.venv/bin/python -m bench.fuzz.replay` against a real "

@@ -45,7 +45,8 @@ CONTENT_BITS = 0x1F
 YRS_CONTENT_BITS = 0x0F  # yrs ignores the fifth bit Yjs reads
 
 # Shared types Yjs knows (Array, Map, Text, XmlElement, XmlFragment, XmlHook, XmlText); yrs also
-# reads weak links and others, which would make every Yjs client in the room throw.
+# reads weak links and others, which would make every Yjs client in the room throw. XmlHook (no
+# editor makes one) is refused too: yrs encodes it back without its name.
 TYPE_XML_ELEMENT = 3
 TYPE_XML_HOOK = 5
 KNOWN_TYPES = range(7)
@@ -321,6 +322,10 @@ class _Reader:
             length = 1
         elif kind == TYPE:
             type_ref = self.uint()
+            if type_ref == TYPE_XML_HOOK and self.strict:
+                # yrs writes it back without its name, which no Yjs client can read: a late
+                # joiner's sync, `GET /update` and every compaction would carry broken bytes.
+                raise refused("an XmlHook (yrs drops its name)", "unsupported")
             if type_ref in (TYPE_XML_ELEMENT, TYPE_XML_HOOK):
                 self.skip(self.uint())  # the node name
             elif type_ref not in KNOWN_TYPES and (self.strict or type_ref not in YRS_ONLY_TYPES):
