@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from collab_server.cluster import bus as bus_module
 from collab_server.cluster.bus import CHANNEL_PREFIX, RedisBus
-from collab_server.cluster.messages import NODE_ID_BYTES, BusMessage, Kind
+from collab_server.cluster.messages import NODE_ID_BYTES, BusMessage, MessageKind
 from tests.polling import poll
 from tests.postgres import TcpProxy
 
@@ -37,7 +37,7 @@ def fresh_room() -> str:
 class Inbox:
     """A room's handler on a bus: what it was delivered, to wait on."""
 
-    def __init__(self, fail_on: Kind | None = None) -> None:
+    def __init__(self, fail_on: MessageKind | None = None) -> None:
         self.messages: list[BusMessage] = []
         self._fail_on = fail_on
         self._changed = asyncio.Event()
@@ -78,22 +78,22 @@ async def test_messages_cross_in_order_and_never_come_back_to_their_sender() -> 
         assert a.node != b.node
         await a.subscribe(room, at_a)
         await b.subscribe(room, at_b)
-        a.publish(room, Kind.UPDATE, b"from a")
+        a.publish(room, MessageKind.UPDATE, b"from a")
         await at_b.wait_for(1)  # Redis has handed it to every subscriber, `a` included
-        b.publish(room, Kind.UPDATE, b"one")
-        b.publish(room, Kind.AWARENESS, b"two")
+        b.publish(room, MessageKind.UPDATE, b"one")
+        b.publish(room, MessageKind.AWARENESS, b"two")
         await at_a.wait_for(2)
-    assert at_b.messages == [BusMessage(a.node, Kind.UPDATE, b"from a")]
+    assert at_b.messages == [BusMessage(a.node, MessageKind.UPDATE, b"from a")]
     assert at_a.messages == [
-        BusMessage(b.node, Kind.UPDATE, b"one"),
-        BusMessage(b.node, Kind.AWARENESS, b"two"),
+        BusMessage(b.node, MessageKind.UPDATE, b"one"),
+        BusMessage(b.node, MessageKind.AWARENESS, b"two"),
     ]
 
 
 async def test_an_unsubscribed_room_hears_nothing_more() -> None:
     gone, kept = fresh_room(), fresh_room()
     at_gone, at_kept = Inbox(), Inbox()
-    other = BusMessage(b"o" * NODE_ID_BYTES, Kind.UPDATE, b"x").encode()
+    other = BusMessage(b"o" * NODE_ID_BYTES, MessageKind.UPDATE, b"x").encode()
     async with RedisBus(REDIS_URL, on_reconnect=no_reconnect) as bus, raw_redis() as redis:
         await bus.subscribe(gone, at_gone)
         await bus.subscribe(kept, at_kept)
@@ -107,19 +107,19 @@ async def test_an_unsubscribed_room_hears_nothing_more() -> None:
 
 async def test_foreign_bytes_and_a_failing_handler_do_not_stop_the_reader() -> None:
     room = fresh_room()
-    inbox = Inbox(fail_on=Kind.AWARENESS)
+    inbox = Inbox(fail_on=MessageKind.AWARENESS)
     node = b"n" * NODE_ID_BYTES
     channel = CHANNEL_PREFIX + room
     async with RedisBus(REDIS_URL, on_reconnect=no_reconnect) as bus, raw_redis() as redis:
         await bus.subscribe(room, inbox)
         await redis.publish(channel, b"short")  # no node id
         await redis.publish(channel, node + b"\x63payload")  # a kind no server sends
-        await redis.publish(channel, BusMessage(node, Kind.AWARENESS, b"boom").encode())
-        await redis.publish(channel, BusMessage(node, Kind.UPDATE, b"after").encode())
+        await redis.publish(channel, BusMessage(node, MessageKind.AWARENESS, b"boom").encode())
+        await redis.publish(channel, BusMessage(node, MessageKind.UPDATE, b"after").encode())
         await inbox.wait_for(2)
     assert inbox.messages == [
-        BusMessage(node, Kind.AWARENESS, b"boom"),
-        BusMessage(node, Kind.UPDATE, b"after"),
+        BusMessage(node, MessageKind.AWARENESS, b"boom"),
+        BusMessage(node, MessageKind.UPDATE, b"after"),
     ]
 
 
@@ -135,15 +135,15 @@ async def test_messages_past_the_outbox_bound_become_one_resync(
     ):
         await receiver.subscribe(room, inbox)
         for number in range(5):  # all before the publisher runs: three do not fit
-            sender.publish(room, Kind.UPDATE, b"%d" % number)
+            sender.publish(room, MessageKind.UPDATE, b"%d" % number)
         await inbox.wait_for(3)
-        sender.publish(room, Kind.UPDATE, b"later")  # the RESYNC was sent: not again
+        sender.publish(room, MessageKind.UPDATE, b"later")  # the RESYNC was sent: not again
         await inbox.wait_for(4)
     assert inbox.messages == [
-        BusMessage(sender.node, Kind.RESYNC),  # "read the store": what was dropped is there
-        BusMessage(sender.node, Kind.UPDATE, b"0"),
-        BusMessage(sender.node, Kind.UPDATE, b"1"),
-        BusMessage(sender.node, Kind.UPDATE, b"later"),
+        BusMessage(sender.node, MessageKind.RESYNC),  # "read the store": what was dropped is there
+        BusMessage(sender.node, MessageKind.UPDATE, b"0"),
+        BusMessage(sender.node, MessageKind.UPDATE, b"1"),
+        BusMessage(sender.node, MessageKind.UPDATE, b"later"),
     ]
 
 
@@ -164,15 +164,15 @@ async def test_a_bus_cut_off_from_redis_resyncs_its_rooms_and_resubscribes(
             await direct.subscribe(room, at_direct)
             assert reconnects == []  # the first connection is no reconnection
             proxy.cut()
-            cut.publish(room, Kind.UPDATE, b"lost")
+            cut.publish(room, MessageKind.UPDATE, b"lost")
             await poll(lambda: "publishing 1 messages failed" in caplog.text, SECONDS)
             proxy.restore()
             # The publisher tells the others to read the store instead of what it could not send.
             await at_direct.wait_for(1)
-            assert at_direct.messages == [BusMessage(cut.node, Kind.RESYNC)]
+            assert at_direct.messages == [BusMessage(cut.node, MessageKind.RESYNC)]
             # The reader is back, subscribed to its rooms again, and said so.
             await poll(lambda: reconnects, SECONDS)
-            direct.publish(room, Kind.UPDATE, b"after")
+            direct.publish(room, MessageKind.UPDATE, b"after")
             await at_cut.wait_for(1)
-    assert at_cut.messages == [BusMessage(direct.node, Kind.UPDATE, b"after")]
+    assert at_cut.messages == [BusMessage(direct.node, MessageKind.UPDATE, b"after")]
     assert len(reconnects) == 1

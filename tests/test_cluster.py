@@ -12,7 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from collab_server.cluster.bus import CHANNEL_PREFIX
-from collab_server.cluster.messages import Kind, decode_bus_message
+from collab_server.cluster.messages import MessageKind, decode_bus_message
 from collab_server.settings import Settings
 from tests.conftest import RunningServer, run_server
 from tests.polling import poll
@@ -88,7 +88,7 @@ async def _channel_watch(room: str) -> AsyncIterator[anyio.Event]:
     async def watch() -> None:
         async for message in pubsub.listen():
             if message["type"] == "message":
-                if decode_bus_message(message["data"]).kind is Kind.AWARENESS:
+                if decode_bus_message(message["data"]).kind is MessageKind.AWARENESS:
                     published.set()
                     return
 

@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from collab_server.cluster.bus import RedisBus
-from collab_server.cluster.messages import Kind
+from collab_server.cluster.messages import MessageKind
 from tests.test_cluster import new_room, two_servers
 from tests.test_cluster_order import record_early
 from tests.yclient import newcomer_sees, yclient
@@ -22,8 +22,12 @@ def lose_next_update(room: str, monkeypatch: pytest.MonkeyPatch) -> anyio.Event:
     publish = RedisBus.publish
     lost = anyio.Event()
 
-    def lossy(bus: RedisBus, room_id: str, kind: Kind, payload: bytes = b"") -> None:
-        if room_id == room and kind in (Kind.UPDATE, Kind.STORED) and not lost.is_set():
+    def lossy(bus: RedisBus, room_id: str, kind: MessageKind, payload: bytes = b"") -> None:
+        if (
+            room_id == room
+            and kind in (MessageKind.UPDATE, MessageKind.STORED)
+            and not lost.is_set()
+        ):
             lost.set()
             return
         publish(bus, room_id, kind, payload)

@@ -15,7 +15,7 @@ import pytest
 
 from collab_server.protocol import SyncStep2, SyncUpdate, decode_message
 from collab_server.protocol.update import SKIP, UpdateLimits, decode_update
-from collab_server.rooms.catch_up import decode_state_vector
+from collab_server.rooms.client_state import decode_state_vector
 from persistence import StoredLog
 from tests.conftest import RunningServer
 from tests.postgres import TcpProxy

@@ -18,7 +18,7 @@ from pycrdt import Doc, Map, Text
 
 from collab_server.metrics import Metrics
 from collab_server.protocol.update import UpdateRefused
-from collab_server.rooms.catch_up import decode_state_vector
+from collab_server.rooms.client_state import decode_state_vector
 from collab_server.rooms.document import is_panic
 from collab_server.rooms.registry import RoomRegistry
 from collab_server.rooms.room import Room

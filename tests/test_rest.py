@@ -12,7 +12,7 @@ from pycrdt import Doc, Text
 from starlette.requests import Request
 from starlette.types import Message
 
-from collab_server.rooms.catch_up import decode_state_vector
+from collab_server.rooms.client_state import decode_state_vector
 from collab_server.settings import Settings
 from collab_server.transport.errors import ApiError
 from collab_server.transport.requests import JSON_BODY_BYTES, json_body

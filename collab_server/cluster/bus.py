@@ -26,7 +26,7 @@ from collab_server.cluster.messages import (
     NODE_ID_BYTES,
     BadBusMessage,
     BusMessage,
-    Kind,
+    MessageKind,
     decode_bus_message,
 )
 
@@ -132,7 +132,7 @@ class RedisBus:
 
     # -- publishing ---------------------------------------------------------------------------
 
-    def publish(self, room_id: str, kind: Kind, payload: bytes = b"") -> None:
+    def publish(self, room_id: str, kind: MessageKind, payload: bytes = b"") -> None:
         """Queue a message for the other processes; never blocks."""
         if len(self._outbox) >= OUTBOX_LIMIT:
             self._resync_rooms.add(room_id)
@@ -152,7 +152,7 @@ class RedisBus:
                 try:
                     async with client.pipeline(transaction=False) as pipe:
                         for room_id in resync:
-                            resync_message = BusMessage(self.node, Kind.RESYNC).encode()
+                            resync_message = BusMessage(self.node, MessageKind.RESYNC).encode()
                             pipe.publish(_channel(room_id), resync_message)
                         for room_id, data in batch:
                             pipe.publish(_channel(room_id), data)
@@ -209,7 +209,7 @@ class RedisBus:
         handler = self._handlers.get(room_id)
         if room_id in self._late and handler is not None:
             self._late.discard(room_id)
-            handler(BusMessage(self.node, Kind.RESYNC))
+            handler(BusMessage(self.node, MessageKind.RESYNC))
 
     def _dispatch(self, message: dict[str, Any], subscribed: asyncio.Event) -> None:
         channel = message["channel"].decode()

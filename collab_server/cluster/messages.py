@@ -13,7 +13,7 @@ NODE_ID_BYTES = 16
 MAX_SEQS = 100_000
 
 
-class Kind(IntEnum):
+class MessageKind(IntEnum):
     UPDATE = 1  # a document update without sequence numbers (from servers before STORED)
     AWARENESS = 2  # encoded awareness entries of clients connected to the sender
     QUERY_AWARENESS = 3  # "send me your clients' awareness states": a node just loaded the room
@@ -25,7 +25,7 @@ class Kind(IntEnum):
 @dataclass(frozen=True, slots=True)
 class BusMessage:
     node: bytes  # the sending process
-    kind: Kind
+    kind: MessageKind
     payload: bytes = b""
 
     def encode(self) -> bytes:
@@ -40,7 +40,7 @@ def decode_bus_message(data: bytes) -> BusMessage:
     if len(data) <= NODE_ID_BYTES:
         raise BadBusMessage(f"{len(data)} bytes is too short for a bus message")
     try:
-        kind = Kind(data[NODE_ID_BYTES])
+        kind = MessageKind(data[NODE_ID_BYTES])
     except ValueError as error:
         raise BadBusMessage(f"unknown bus message kind {data[NODE_ID_BYTES]}") from error
     return BusMessage(data[:NODE_ID_BYTES], kind, data[NODE_ID_BYTES + 1 :])

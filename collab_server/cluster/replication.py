@@ -26,7 +26,7 @@ from collab_server.cluster.feed import RoomFeed
 from collab_server.cluster.messages import (
     BadBusMessage,
     BusMessage,
-    Kind,
+    MessageKind,
     StoredUpdate,
     decode_stored_update,
 )
@@ -94,7 +94,7 @@ class ClusterReplication:
         for message in self._held.pop(room_id, []):
             self._dispatch(room_id, message)
         self._watch(room_id)
-        self._bus.publish(room_id, Kind.QUERY_AWARENESS)
+        self._bus.publish(room_id, MessageKind.QUERY_AWARENESS)
 
     async def unfollow(self, room_id: str) -> None:
         self._held.pop(room_id, None)
@@ -108,7 +108,7 @@ class ClusterReplication:
             feed.applied(numbers)
             self._deliver(room_id, feed.release())  # updates that waited for these
         update = updates[0] if len(updates) == 1 else merge_updates(*updates)
-        self._bus.publish(room_id, Kind.STORED, StoredUpdate(numbers, update).encode())
+        self._bus.publish(room_id, MessageKind.STORED, StoredUpdate(numbers, update).encode())
 
     def caught_up(self, room_id: str, through: int | None) -> None:
         feed = self._feeds.get(room_id)
@@ -124,10 +124,10 @@ class ClusterReplication:
             self._watch(room_id)
 
     def awareness_changed(self, room_id: str, entries: list[AwarenessEntry]) -> None:
-        self._bus.publish(room_id, Kind.AWARENESS, encode_awareness(entries))
+        self._bus.publish(room_id, MessageKind.AWARENESS, encode_awareness(entries))
 
     def room_deleted(self, room_id: str) -> None:
-        self._bus.publish(room_id, Kind.DELETED)
+        self._bus.publish(room_id, MessageKind.DELETED)
 
     # -- catching up ----------------------------------------------------------------------------
 
@@ -137,7 +137,7 @@ class ClusterReplication:
 
     def _catch_up(self, room_id: str) -> None:
         if (held := self._held.get(room_id)) is not None:
-            held.append(BusMessage(self._bus.node, Kind.RESYNC))  # once it is in memory
+            held.append(BusMessage(self._bus.node, MessageKind.RESYNC))  # once it is in memory
             return
         feed = self._feeds.get(room_id)
         if feed is None or self._listener is None:
@@ -217,26 +217,26 @@ class ClusterReplication:
         listener = self._listener
         if listener is None:
             return
-        if message.kind is Kind.STORED:
+        if message.kind is MessageKind.STORED:
             try:
                 stored = decode_stored_update(message.payload)
             except BadBusMessage as error:
                 logger.warning("room %s: bad update from another process: %s", room_id, error)
                 return
             self._offer(room_id, stored.seqs, stored.update)
-        elif message.kind is Kind.UPDATE:
+        elif message.kind is MessageKind.UPDATE:
             self._offer(room_id, (), message.payload)
-        elif message.kind is Kind.AWARENESS:
+        elif message.kind is MessageKind.AWARENESS:
             try:
                 listener.awareness_from_elsewhere(room_id, decode_awareness(message.payload))
             except ProtocolError as error:
                 logger.warning("room %s: bad awareness from another process: %s", room_id, error)
-        elif message.kind is Kind.QUERY_AWARENESS:
+        elif message.kind is MessageKind.QUERY_AWARENESS:
             if entries := listener.local_awareness(room_id):
                 self.awareness_changed(room_id, entries)
-        elif message.kind is Kind.DELETED:
+        elif message.kind is MessageKind.DELETED:
             listener.deleted_elsewhere(room_id)
-        elif message.kind is Kind.RESYNC:
+        elif message.kind is MessageKind.RESYNC:
             self._catch_up(room_id)
 
     def _offer(self, room_id: str, seqs: tuple[int, ...], update: bytes) -> None:

@@ -11,7 +11,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from collab_server.completion.job import MAX_ITEMS, Completions, Item, Kind
+from collab_server.completion.job import MAX_ITEMS, Completions, Item, ItemKind
 from collab_server.completion.keywords import CASE_INSENSITIVE, keywords_of
 
 SCAN_WINDOW = 128 * 1024  # characters around the cursor scanned for identifiers
@@ -133,7 +133,7 @@ def complete_generic(text: str, index: int, language: str) -> Completions:
     return answer
 
 
-def _identifier_kind(syntax: _Syntax, seen: _Seen, after_dot: bool) -> Kind:
+def _identifier_kind(syntax: _Syntax, seen: _Seen, after_dot: bool) -> ItemKind:
     if not syntax.typed:
         return "text"
     called = seen.calls * 2 >= seen.count

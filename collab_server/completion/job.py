@@ -12,7 +12,7 @@ from typing import Literal
 MAX_ITEMS = 50
 
 # CodeMirror's completion types (its `cm-completionIcon-*` classes); "namespace" is its module.
-Kind = Literal[
+ItemKind = Literal[
     "class",
     "constant",
     "function",
@@ -29,7 +29,7 @@ Provider = Literal["jedi", "generic", "none"]
 @dataclass(frozen=True, slots=True)
 class Item:
     label: str
-    kind: Kind
+    kind: ItemKind
     insert_text: str  # replaces the range [from, to) of the answer
     detail: str | None = None
 

@@ -19,7 +19,7 @@ from jedi.api.classes import Completion
 from parso.cache import parser_cache
 from parso.utils import split_lines
 
-from collab_server.completion.job import MAX_ITEMS, Completions, Item, Kind
+from collab_server.completion.job import MAX_ITEMS, Completions, Item, ItemKind
 
 WINDOW_THRESHOLD = 3000  # lines; longer documents are windowed
 WINDOW_BEFORE = 2000  # lines kept before the cursor
@@ -28,7 +28,7 @@ KEPT_DOCUMENTS = 16  # parsed room documents a worker keeps for incremental re-p
 
 _ROOT = Path("/nonexistent/collab-completion")  # never on disk: jedi must not read neighbours
 _TOP_LEVEL_IMPORT = re.compile(r"^(?:import|from)\s[^\n]*", re.MULTILINE)
-_KINDS: dict[str, Kind] = {
+_KINDS: dict[str, ItemKind] = {
     "module": "namespace",
     "class": "class",
     "instance": "variable",

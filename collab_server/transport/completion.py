@@ -34,11 +34,11 @@ from collab_server.completion import (
     Completions,
 )
 from collab_server.completion.cursor import Cursor, Located, locate
-from collab_server.completion.job import Kind, Provider
+from collab_server.completion.job import ItemKind, Provider
 from collab_server.languages import DEFAULT_LANGUAGE
 from collab_server.positions import PositionError, utf16_length
 from collab_server.protocol import ProtocolError
-from collab_server.rooms.catch_up import caught_up, decode_state_vector
+from collab_server.rooms.client_state import decode_state_vector, wait_until_holds
 from collab_server.rooms.ids import DEFAULT_TEXT, is_text_name
 from collab_server.transport.errors import ApiError
 from collab_server.transport.requests import client_address, json_body, room_id_for
@@ -80,7 +80,7 @@ class CompleteBody(BaseModel):
 
 class CompletionItem(BaseModel):
     label: str
-    kind: Kind  # a CodeMirror completion type (its icon): class, function, keyword, ...
+    kind: ItemKind  # a CodeMirror completion type (its icon): class, function, keyword, ...
     detail: str | None
     insert_text: str
 
@@ -132,7 +132,7 @@ async def _complete(
         if wanted:
             try:
                 async with asyncio.timeout(deadline - time.monotonic()):
-                    await caught_up(room, wanted)
+                    await wait_until_holds(room, wanted)
             except TimeoutError as error:
                 detail = "the server has not received the client's latest edits yet; retry"
                 raise ApiError(409, "document_behind", detail) from error

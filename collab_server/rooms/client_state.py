@@ -32,7 +32,7 @@ def holds(room: Room, wanted: dict[int, int]) -> bool:
     return all(have.get(client, 0) >= clock for client, clock in wanted.items())
 
 
-async def caught_up(room: Room, wanted: dict[int, int]) -> None:
+async def wait_until_holds(room: Room, wanted: dict[int, int]) -> None:
     """Return once the room's document holds every update counted in `wanted`.
 
     Never returns if it does not get them: the caller bounds the wait.
