@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from pycrdt import Doc, Map, Text
 
+from bench.fuzz.corpus import LATER
 from collab_server.protocol.update import MAX_CLOCK, UpdateLimits, UpdateRefused, decode_update
 from collab_server.rooms.shape import DocumentShape
 from tests.rawupdates import update, var_string, var_uint
@@ -103,3 +104,17 @@ def test_an_xml_hook_is_refused(reproducer: str) -> None:
     assert "XmlHook" in refused(bytes.fromhex(reproducer))
     # Read from the store (not strict), as rooms stored before this rule were written.
     decode_update(bytes.fromhex(reproducer), LIMITS, strict=False)
+
+
+def test_other_content_for_clocks_that_wait_is_refused_and_a_resend_is_not() -> None:
+    """The million-frame fuzz run's late-joiner-diverges: the first update's items wait for a
+    parent nobody sent; the second sends other items at the same clocks. Yjs kept the first
+    pending and yrs placed the second, so late joiners got another text than live clients."""
+    (case,) = (case for case in LATER if case.name == "late-joiner-diverges")
+    first, second = case.updates
+    shape = DocumentShape(max_depth=128)
+    shape.admit(decode_update(first, LIMITS))
+    with pytest.raises(UpdateRefused) as refusal:
+        shape.admit(decode_update(second, LIMITS))
+    assert "wait for a missing update" in str(refusal.value)
+    shape.admit(decode_update(first, LIMITS))  # the same items sent again (a reconnect) pass

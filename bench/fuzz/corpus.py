@@ -287,7 +287,8 @@ LATER = [
         "on 7a0b7b8 and after: accepted; Yjs clients hold part of it pending (its origin "
         "names a client nobody has) while yrs integrates it, so late joiners get 'é' plus "
         "'\ufffdx\ufffd' where live clients show 'é'; yrs's own encoding of the room holds an "
-        "empty struct, which compaction now refuses to write (the log is kept). Still open",
+        "empty struct, which compaction now refuses to write (the log is kept). The second "
+        "update is refused (4422) since",
         "A format and 'é' in root 'notes', two emoji and an 'x' whose origin is (711101959, 0); "
         "then a second format over the emoji.",
         _hex(

@@ -15,6 +15,9 @@ surrogate pairs sit in strings. With it an update is refused before it is stored
   checked), or it would leave more than `max_pending` items waiting for ids nobody sent;
 - its items with no left origin would make yrs walk more than `max_scan` items in all (it
   places each by walking its list from the start; counted as every item of that list).
+- it sends other items at the clocks of items that wait for a missing update: Yjs keeps the
+  waiting ones, yrs places the new ones, and late joiners got another text than live clients
+  (the same items sent again, as on a reconnect, pass).
 
 Other items whose origins have not arrived are accepted, as yrs keeps them pending (two tabs of
 one browser share edits with each other before the server has them), and placed once the ids
@@ -140,6 +143,7 @@ class DocumentShape:
         self._deleted: dict[int, _Ranges] = {}  # items whose content is gone (ContentDeleted)
         self._surrogates: dict[int, set[int]] = {}  # client -> clocks of high surrogates
         self._waiting: dict[int, list[Struct]] = {}  # client of a missing id -> items waiting
+        self._waiting_at: dict[ID, Struct] = {}  # the same items by their own id, per admit
         self._journal: list[Undo] = []
         self._changed: set[int] = set()  # clients whose ranges changed: their waiters retry
         self._roots: set[str] = set()
@@ -158,6 +162,7 @@ class DocumentShape:
         as they were accepted before these checks existed.
         """
         waiting = {client: list(items) for client, items in self._waiting.items()}
+        self._waiting_at = {(s.client, s.clock): s for items in waiting.values() for s in items}
         self._journal, self._changed, self._roots = [], set(), set()
         self._strict = strict
         self._scan = 0
@@ -214,6 +219,11 @@ class DocumentShape:
         if clock > known and self._strict:
             # A client sends its own history in order; yrs and merges mishandle the holes.
             raise refused(f"an update that skips clocks {known}-{clock - 1} of its client", "gap")
+        held = self._waiting_at.get((client, clock))
+        if held is not None and self._strict and not _same_item(held, struct):
+            # Yjs keeps the first one pending and yrs places the second: late joiners then got
+            # another text than the live clients (bench/fuzz corpus late-joiner-diverges).
+            raise refused("other content for clocks that wait for a missing update", "pending")
         pieces = [(clock, end)] if ranges is None else ranges.gaps(clock, end)
         if not pieces:
             return  # everything it holds is there already: yrs skips it
@@ -380,3 +390,15 @@ class DocumentShape:
             if ranges.ends[index] > start:
                 self._touch(ranges.parents[index])
             index += 1
+
+
+def _same_item(held: Struct, struct: Struct) -> bool:
+    """Whether `struct` can be the item `held` sent again: a client may resend it merged with
+    what it typed next (longer), never placed elsewhere or with another kind of content."""
+    return (held.kind, held.origin, held.right_origin, held.parent, held.keyed) == (
+        struct.kind,
+        struct.origin,
+        struct.right_origin,
+        struct.parent,
+        struct.keyed,
+    )
