@@ -143,7 +143,6 @@ class DocumentShape:
         self._deleted: dict[int, _Ranges] = {}  # items whose content is gone (ContentDeleted)
         self._surrogates: dict[int, set[int]] = {}  # client -> clocks of high surrogates
         self._waiting: dict[int, list[Struct]] = {}  # client of a missing id -> items waiting
-        self._waiting_at: dict[ID, Struct] = {}  # the same items by their own id, per admit
         self._journal: list[Undo] = []
         self._changed: set[int] = set()  # clients whose ranges changed: their waiters retry
         self._roots: set[str] = set()
@@ -162,7 +161,6 @@ class DocumentShape:
         as they were accepted before these checks existed.
         """
         waiting = {client: list(items) for client, items in self._waiting.items()}
-        self._waiting_at = {(s.client, s.clock): s for items in waiting.values() for s in items}
         self._journal, self._changed, self._roots = [], set(), set()
         self._strict = strict
         self._scan = 0
@@ -219,8 +217,8 @@ class DocumentShape:
         if clock > known and self._strict:
             # A client sends its own history in order; yrs and merges mishandle the holes.
             raise refused(f"an update that skips clocks {known}-{clock - 1} of its client", "gap")
-        held = self._waiting_at.get((client, clock))
-        if held is not None and self._strict and not _same_item(held, struct):
+        held = self._waiting_at(client, clock) if clock < known and self._strict else None
+        if held is not None and not _same_item(held, struct):
             # Yjs keeps the first one pending and yrs places the second: late joiners then got
             # another text than the live clients (bench/fuzz corpus late-joiner-diverges).
             raise refused("other content for clocks that wait for a missing update", "pending")
@@ -344,6 +342,18 @@ class DocumentShape:
         new = set(clocks) - known
         known |= new
         self._journal.append(lambda: known.difference_update(new))
+
+    def _waiting_at(self, client: int, clock: int) -> Struct | None:
+        """The waiting item that starts at (client, clock), if that clock waits (rare: a scan
+        of at most `max_pending` items)."""
+        found, parent = self._parent_of(client, clock)
+        if not found or parent != PENDING:
+            return None
+        for items in self._waiting.values():
+            for struct in items:
+                if struct.client == client and struct.clock == clock:
+                    return struct
+        return None
 
     def _wait(self, client: int, struct: Struct) -> None:
         self._waiting.setdefault(client, []).append(struct)
