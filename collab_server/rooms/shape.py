@@ -138,6 +138,7 @@ class DocumentShape:
         self.max_scan = max_scan
         self._items: dict[Parent, int] = {}  # list and text parents -> items placed in them
         self._scan = 0  # items yrs may walk to place the update being admitted
+        self._waiting_index: dict[ID, Struct] | None = None  # waiting items by id, per admit
         self._ranges: dict[int, _Ranges] = {}
         self._types: dict[ID, tuple[int, str]] = {}  # shared-type item -> (depth, root name)
         self._deleted: dict[int, _Ranges] = {}  # items whose content is gone (ContentDeleted)
@@ -164,6 +165,7 @@ class DocumentShape:
         self._journal, self._changed, self._roots = [], set(), set()
         self._strict = strict
         self._scan = 0
+        self._waiting_index = None
         try:
             for struct in update.structs:
                 self._place_new(struct)
@@ -344,16 +346,19 @@ class DocumentShape:
         self._journal.append(lambda: known.difference_update(new))
 
     def _waiting_at(self, client: int, clock: int) -> Struct | None:
-        """The waiting item that starts at (client, clock), if that clock waits (rare: a scan
-        of at most `max_pending` items)."""
+        """The waiting item that starts at (client, clock), if that clock waits. The index is
+        built at most once an admit, when first needed: an update of thousands of structs at
+        waiting clocks must not scan the waiting items for each."""
         found, parent = self._parent_of(client, clock)
         if not found or parent != PENDING:
             return None
-        for items in self._waiting.values():
-            for struct in items:
-                if struct.client == client and struct.clock == clock:
-                    return struct
-        return None
+        if self._waiting_index is None:
+            self._waiting_index = {
+                (struct.client, struct.clock): struct
+                for items in self._waiting.values()
+                for struct in items
+            }
+        return self._waiting_index.get((client, clock))
 
     def _wait(self, client: int, struct: Struct) -> None:
         self._waiting.setdefault(client, []).append(struct)
