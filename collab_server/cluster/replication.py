@@ -19,8 +19,6 @@ import logging
 from functools import partial
 from types import TracebackType
 
-from pycrdt import merge_updates
-
 from collab_server.cluster.bus import RedisBus
 from collab_server.cluster.feed import RoomFeed
 from collab_server.cluster.messages import (
@@ -102,13 +100,12 @@ class ClusterReplication:
         self._stop_watching(room_id)
         await self._bus.unsubscribe(room_id)
 
-    def updates_stored(self, room_id: str, updates: list[bytes], seqs: list[int]) -> None:
+    def updates_stored(self, room_id: str, merged: bytes, seqs: list[int]) -> None:
         numbers = tuple(seq for seq in seqs if seq != BUFFERED)
         if (feed := self._feeds.get(room_id)) is not None:
             feed.applied(numbers)
             self._deliver(room_id, feed.release())  # updates that waited for these
-        update = updates[0] if len(updates) == 1 else merge_updates(*updates)
-        self._bus.publish(room_id, MessageKind.STORED, StoredUpdate(numbers, update).encode())
+        self._bus.publish(room_id, MessageKind.STORED, StoredUpdate(numbers, merged).encode())
 
     def caught_up(self, room_id: str, through: int | None) -> None:
         feed = self._feeds.get(room_id)

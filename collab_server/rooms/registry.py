@@ -287,11 +287,11 @@ class RoomRegistry(RoomListener):
 
     # -- what the rooms tell the registry (RoomListener) ----------------------------------------
 
-    def update_stored(self, room: Room, updates: list[bytes], seqs: list[int], size: int) -> None:
-        self.metrics.updates_stored += len(updates)
+    def update_stored(self, room: Room, merged: bytes, seqs: list[int], size: int) -> None:
+        self.metrics.updates_stored += len(seqs)
         self.metrics.update_bytes_stored += size
         self._compaction.after_append(room)
-        self._replication.updates_stored(room.id, updates, seqs)
+        self._replication.updates_stored(room.id, merged, seqs)
 
     def update_refused(self, room: Room, error: UpdateRefused) -> None:
         self.metrics.updates_refused[error.kind] += 1

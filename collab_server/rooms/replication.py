@@ -51,9 +51,9 @@ class Replication(Protocol):
 
     async def unfollow(self, room_id: str) -> None: ...
 
-    def updates_stored(self, room_id: str, updates: list[bytes], seqs: list[int]) -> None:
-        """Local updates are in the shared store, numbered `seqs` (`BUFFERED` in a database
-        outage): tell the others."""
+    def updates_stored(self, room_id: str, merged: bytes, seqs: list[int]) -> None:
+        """Local updates, merged into one, are in the shared store, numbered `seqs` (`BUFFERED`
+        in a database outage): tell the others."""
 
     def caught_up(self, room_id: str, through: int | None) -> None:
         """The room read what it missed: it holds every update numbered up to `through` (None:
@@ -79,7 +79,7 @@ class SingleProcess:
     async def unfollow(self, room_id: str) -> None:
         pass
 
-    def updates_stored(self, room_id: str, updates: list[bytes], seqs: list[int]) -> None:
+    def updates_stored(self, room_id: str, merged: bytes, seqs: list[int]) -> None:
         pass
 
     def caught_up(self, room_id: str, through: int | None) -> None:

@@ -101,8 +101,9 @@ class RoomDeleted(Exception):
 class RoomListener:
     """What the owner of a room hears about it (the registry: compaction, other processes)."""
 
-    def update_stored(self, room: Room, updates: list[bytes], seqs: list[int], size: int) -> None:
-        """Local updates (`size` bytes in all) were stored as `seqs`, applied and relayed."""
+    def update_stored(self, room: Room, merged: bytes, seqs: list[int], size: int) -> None:
+        """Local updates (`size` bytes in all, one sequence number each in `seqs`) were stored,
+        applied and relayed as `merged`."""
 
     def language_changed(self, room: Room) -> None:
         """The document's `meta` map changed (from any source): its language may have."""
@@ -368,7 +369,7 @@ class Room:
         self.log_bytes += size
         if meta:
             self._language_changed()
-        self._listener.update_stored(self, raw, seqs, size)
+        self._listener.update_stored(self, update, seqs, size)
 
     async def _take_back(self, seqs: list[int], failure: CrdtFailure) -> None:
         """yrs failed on stored updates nobody has seen: remove them from the store and
