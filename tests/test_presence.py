@@ -4,18 +4,23 @@ server, where a refused state closes its sender alone."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from collab_server.protocol import (
     AwarenessEntry,
+    AwarenessMessage,
     ProtocolError,
+    decode_awareness,
+    decode_message,
     encode_awareness,
     encode_awareness_message,
 )
 from collab_server.protocol.awareness import PRESENCE_FULL, STATE_TOO_LARGE, check_state
+from collab_server.protocol.messages import MessageType
 from collab_server.rooms.peer import Peer
 from collab_server.rooms.presence import Presence
 from tests.conftest import RunningServer
@@ -219,3 +224,32 @@ async def test_a_refused_state_closes_its_sender_only(server: RunningServer) -> 
             assert 99 not in bob.awareness and 98 not in bob.awareness
             assert str(bob.text) == "still here"
         assert alice.close_code is None
+
+
+async def _next_states(websocket: ClientConnection) -> dict[int, str]:
+    """The states in the next awareness message the server sends (others skipped)."""
+    async with asyncio.timeout(10):
+        while True:
+            message = decode_message(await websocket.recv(decode=False))
+            if isinstance(message, AwarenessMessage):
+                return {entry.client_id: entry.state for entry in decode_awareness(message.payload)}
+
+
+async def test_a_query_is_answered_with_every_current_state(server: RunningServer) -> None:
+    """Answered from the message built once per change, as a newcomer's greeting is."""
+    query = bytes((MessageType.QUERY_AWARENESS,))
+    async with yclient(server.ws_url, "queried") as alice:
+        alice.set_awareness(1, {"user": {"name": "alice"}})
+        async with connect(f"{server.ws_url}/queried") as asker:
+            greeting = await _next_states(asker)
+            assert greeting[alice.doc.client_id] == json.dumps({"user": {"name": "alice"}})
+            await asker.send(query)
+            assert await _next_states(asker) == greeting
+            alice.set_awareness(2, {"user": {"name": "alice 2"}})
+            changed = await _next_states(asker)  # the change, relayed
+            await asker.send(query)
+            assert (
+                await _next_states(asker)
+                == changed
+                == {alice.doc.client_id: json.dumps({"user": {"name": "alice 2"}})}
+            )

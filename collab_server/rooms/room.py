@@ -168,11 +168,16 @@ class Room:
         """Add a peer and greet it: our state vector, then every current awareness state."""
         self.peers.add(peer)
         peer.send(encode_sync_step1(self.doc.get_state()))
+        self._send_presence(peer)
+        logger.info("room %s peer %s joined (%d peers)", self.id, peer.id, len(self.peers))
+
+    def _send_presence(self, peer: Peer) -> None:
+        """Every current state, in the message encoded once per change (a newcomer's greeting,
+        or an answer to a query: a client asking over and over costs no encoding)."""
         self._relay_presence(self._presence.expire())
         greeting = self._presence.greeting()
         if greeting is not None:
             peer.send(greeting)
-        logger.info("room %s peer %s joined (%d peers)", self.id, peer.id, len(self.peers))
 
     def leave(self, peer: Peer) -> None:
         """Remove a peer and tell the others that its cursors are gone."""
@@ -199,8 +204,7 @@ class Room:
         elif isinstance(message, SyncStep1):
             peer.send(encode_sync_step2(self.update_since(message.state_vector)))
         elif isinstance(message, QueryAwareness):
-            if len(self._presence):
-                peer.send(self._awareness_frame(self._presence.entries()))
+            self._send_presence(peer)
         elif isinstance(message, AuthMessage):
             # Clients never send these to a server; the reference server ignores them too.
             logger.debug("room %s peer %s sent an auth message; ignored", self.id, peer.id)
