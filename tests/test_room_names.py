@@ -109,3 +109,11 @@ async def test_the_page_serves_a_slashed_name_as_one_segment(server: RunningServ
         page = await http.get(target, headers={"accept": "text/html"})
         assert page.status_code == 200
         assert "editor.js" in page.text
+
+
+async def test_an_encoded_page_prefix_is_not_redirected_by_guesswork(server: RunningServer) -> None:
+    """`/%72/a/b` is `/r/a/b` decoded; without `/r/` in the raw path there is no segment count
+    to go back by, so the page is served where it was asked for."""
+    async with server.http() as http:
+        page = await http.get("/%72/a/b", headers={"accept": "text/html"})
+    assert page.status_code == 200

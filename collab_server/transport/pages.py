@@ -112,7 +112,8 @@ def _raw_room(request: Request) -> str:
     if raw_path is None:
         return ""
     raw = raw_path.decode("latin-1")
-    return raw[raw.find("/r/") + len("/r/") :]
+    at = raw.find("/r/")
+    return raw[at + len("/r/") :] if at >= 0 else ""  # "/%72/...": not redirected
 
 
 routes: list[BaseRoute] = [
