@@ -88,7 +88,7 @@ async def measure(rooms: int, clients: int, rounds: int, burst: int) -> tuple[fl
                     for b in range(burst):
                         message = decode_message(frames[k * burst + b])
                         assert isinstance(message, SyncUpdate)
-                        await room.apply_update(message.update, origin=peer)
+                        await room.store_updates([await room.check(message.update)], origin=peer)
             await asyncio.sleep(0)
         await asyncio.sleep(0)
         cpu = time.process_time() - started

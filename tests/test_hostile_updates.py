@@ -194,7 +194,7 @@ async def accepted_updates(updates: list[bytes]) -> list[bytes]:
     ):
         for update in updates:
             try:
-                await room.apply_update(update, origin=None)
+                await room.write(update)
             except UpdateRefused:
                 continue
             kept.append(update)

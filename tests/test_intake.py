@@ -13,9 +13,9 @@ import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
 
-from collab_server.protocol.update import DecodedUpdate, UpdateLimits
+from collab_server.protocol.update import UpdateLimits
 from collab_server.rooms.intake import UpdateIntake
-from collab_server.rooms.room import Room
+from collab_server.rooms.room import CheckedUpdate, Room
 from collab_server.rooms.snapshot import load_stored
 from persistence import StoreError, StoreUnavailable
 from persistence.memory import MemoryStore
@@ -60,12 +60,12 @@ class Setup:
         self.failures: list[Exception] = []
         self.intake = UpdateIntake(room, self.peer, on_failure=self.failures.append, limit=limit)
 
-    async def decoded(self, text: str) -> list[DecodedUpdate]:
+    async def checked(self, text: str) -> list[CheckedUpdate]:
         """One update per character of `text`, each by a client of its own into the empty
         document (so none waits for another, and any order is visible in the store), decoded
         as the connection decodes what it reads."""
         updates = [keystrokes("codemirror", char)[0] for char in text]
-        return [await self.room.decode(update) for update in updates]
+        return [await self.room.check(update) for update in updates]
 
     async def stored(self) -> list[bytes]:
         return (await self.store.load(ROOM)).updates
@@ -87,7 +87,7 @@ async def intake_running(limit: int = 64) -> AsyncIterator[Setup]:
 
 async def test_updates_queued_during_a_commit_are_stored_as_the_next_batch_in_order() -> None:
     async with intake_running() as setup:
-        updates = await setup.decoded("hello")
+        updates = await setup.checked("hello")
         setup.store.gate.clear()
         await setup.intake.put(updates[0])
         await setup.store.arrived.wait()  # the first is being committed
@@ -110,7 +110,7 @@ async def test_updates_queued_during_a_commit_are_stored_as_the_next_batch_in_or
 
 async def test_a_sender_as_far_ahead_of_the_store_as_the_limit_waits() -> None:
     async with intake_running(limit=2) as setup:
-        updates = await setup.decoded("abcd")
+        updates = await setup.checked("abcd")
         setup.store.gate.clear()
         await setup.intake.put(updates[0])
         await setup.store.arrived.wait()
@@ -136,7 +136,7 @@ async def test_a_sender_as_far_ahead_of_the_store_as_the_limit_waits() -> None:
 async def test_a_failed_batch_is_reported_once_and_nothing_behind_it_is_stored() -> None:
     down = StoreUnavailable("the database is down")
     async with intake_running(limit=1) as setup:
-        updates = await setup.decoded("abcd")
+        updates = await setup.checked("abcd")
         setup.store.gate.clear()
         setup.store.failure = down
         await setup.intake.put(updates[0])

@@ -88,17 +88,17 @@ async def send(room: Room, updates: list[bytes], rng: random.Random) -> list[byt
         decoded = []
         for data in batch:
             try:
-                decoded.append(await room.decode(data))
+                decoded.append(await room.check(data))
             except UpdateRefused:
                 refused.append(data)
         try:
-            await room.apply_updates(decoded, origin=None)
+            await room.store_updates(decoded, origin=None)
         except UpdateRefused:
             # Those before the refused one were stored; sent again one by one, they change
             # nothing (a CRDT update applies once), and the refused one is found.
             for update in decoded:
                 try:
-                    await room.apply_updates([update], origin=None)
+                    await room.store_updates([update], origin=None)
                 except UpdateRefused:
                     refused.append(update.data)
     return refused

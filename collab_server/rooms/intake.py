@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from collab_server.protocol.update import DecodedUpdate
 from collab_server.rooms.peer import Peer
-from collab_server.rooms.room import Room
+from collab_server.rooms.room import CheckedUpdate, Room
 
 
 class UpdateIntake:
@@ -29,15 +28,15 @@ class UpdateIntake:
         self._peer = peer
         self._on_failure = on_failure
         self._limit = limit
-        self._queue: list[DecodedUpdate] = []
+        self._queue: list[CheckedUpdate] = []
         self._wakeup = asyncio.Event()
         self._space = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self.failed = False
 
-    async def put(self, update: DecodedUpdate) -> None:
-        """Queue a decoded update; waits while `limit` updates are already queued."""
+    async def put(self, update: CheckedUpdate) -> None:
+        """Queue a checked update; waits while `limit` updates are already queued."""
         while len(self._queue) >= self._limit and not self.failed:
             self._space.clear()
             await self._space.wait()
@@ -64,7 +63,7 @@ class UpdateIntake:
             if self.failed:
                 continue
             try:
-                await self._room.apply_updates(batch, origin=self._peer)
+                await self._room.store_updates(batch, origin=self._peer)
             except Exception as error:
                 self.failed = True
                 self._space.set()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import NewType
 
 from pycrdt import Text, get_state, merge_updates
 
@@ -22,12 +23,9 @@ from collab_server.protocol import (
     AuthMessage,
     AwarenessEntry,
     AwarenessMessage,
-    Message,
     ProtocolError,
     QueryAwareness,
     SyncStep1,
-    SyncStep2,
-    SyncUpdate,
     encode_awareness,
     encode_awareness_message,
     encode_sync_step1,
@@ -79,7 +77,15 @@ MAX_PARKED_UPDATES = 64
 MAX_PARKED_BYTES = 1024 * 1024
 
 
-def decode_checked(update: bytes, limits: UpdateLimits) -> DecodedUpdate:
+CheckedUpdate = NewType("CheckedUpdate", DecodedUpdate)
+"""An update decoded within the limits and read by yrs (`Room.check`): the only kind a room
+stores. What the document itself must allow is checked when it is stored."""
+
+# What a client sends that the room answers without storing anything.
+ClientRequest = SyncStep1 | AwarenessMessage | QueryAwareness | AuthMessage
+
+
+def _check(update: bytes, limits: UpdateLimits) -> CheckedUpdate:
     """Decode an update within `limits` and make sure yrs reads it too; raise `UpdateRefused`.
     Needs no document: may run in a thread."""
     decoded = decode_update(update, limits)
@@ -91,7 +97,7 @@ def decode_checked(update: bytes, limits: UpdateLimits) -> DecodedUpdate:
         if not is_panic(error):
             raise
         raise refused(f"the CRDT core cannot decode it: {error}") from error
-    return decoded
+    return CheckedUpdate(decoded)
 
 
 class RoomDeleted(Exception):
@@ -147,7 +153,7 @@ class Room:
         self._shape_stale = False  # it holds updates that were checked but not stored
         self._encoded = b""  # the document's state to rebuild a stale shape from
         self._checking = asyncio.Lock()  # the shape is checked (and changed) by one at a time
-        self._parked: list[DecodedUpdate] = []  # updates waiting for the clocks they skip
+        self._parked: list[CheckedUpdate] = []  # updates waiting for the clocks they skip
         # The server's edits share one client id: each is made from the document the previous
         # one left (the same clock twice would be two contents for one id).
         self._own_edits = asyncio.Lock()
@@ -191,14 +197,9 @@ class Room:
 
     # -- messages -----------------------------------------------------------------------------
 
-    def receive(self, peer: Peer, message: Message) -> None:
-        """Handle one decoded message from `peer`; raise `ProtocolError` if it is unacceptable.
-
-        Updates are not handled here: they are stored in batches by `apply_updates` (the
-        connection's intake), so that reading does not wait for each commit.
-        """
-        if isinstance(message, SyncUpdate | SyncStep2):
-            raise TypeError("updates go through Room.apply_updates")
+    def answer(self, peer: Peer, message: ClientRequest) -> None:
+        """Handle a message from `peer` that stores nothing; raise `ProtocolError` if it is
+        unacceptable. (A client's updates come in through its `Connection`.)"""
         if isinstance(message, AwarenessMessage):
             self._relay_presence(self._presence.apply(self._presence.decode(message.payload), peer))
         elif isinstance(message, SyncStep1):
@@ -226,25 +227,27 @@ class Room:
 
     # -- updates ------------------------------------------------------------------------------
 
-    async def decode(self, update: bytes) -> DecodedUpdate:
+    async def check(self, update: bytes) -> CheckedUpdate:
         """Decode an update within the limits; raise `UpdateRefused` (4422) if it is malformed
-        or over them. What the document must also allow is checked when it is stored."""
+        or over them, or yrs cannot read it."""
         try:
             if len(update) > HEAVY_UPDATE_BYTES:
-                return await asyncio.to_thread(decode_checked, update, self.limits)
-            return decode_checked(update, self.limits)
+                return await asyncio.to_thread(_check, update, self.limits)
+            return _check(update, self.limits)
         except UpdateRefused as error:
             self._listener.update_refused(self, error)
             raise
 
-    async def apply_update(self, update: bytes, origin: Peer | None) -> None:
-        """Check, store, apply and relay one update (REST writes, the server's own edits)."""
-        await self.apply_updates([await self.decode(update)], origin)
+    async def write(self, update: bytes) -> None:
+        """Check, store, apply and relay one update from this server (REST writes, its own
+        edits)."""
+        await self.store_updates([await self.check(update)], origin=None)
 
-    async def apply_updates(self, updates: list[DecodedUpdate], origin: Peer | None) -> None:
+    async def store_updates(self, updates: list[CheckedUpdate], origin: Peer | None) -> None:
         """Check updates against the document, store them in one batch, then apply them and
         relay them to every peer, in the store's order. `origin` is the peer they came from
-        (None: REST, the server's own edits); it is sent them back like everyone else.
+        (None: REST, the server's own edits); it is sent them back like everyone else. The
+        one way into the store: every update in it was checked here.
 
         If one is refused, the ones before it are stored and relayed all the same, and its
         `UpdateRefused` is raised after them.
@@ -277,15 +280,15 @@ class Room:
             raise refusal
 
     def _admit(
-        self, updates: list[DecodedUpdate], parkable: bool
-    ) -> tuple[list[DecodedUpdate], UpdateRefused | None, bool]:
+        self, updates: list[CheckedUpdate], parkable: bool
+    ) -> tuple[list[CheckedUpdate], UpdateRefused | None, bool]:
         """The updates the document allows, up to the first it refuses (and that refusal),
         and whether they touch the `meta` map; `parkable`: one that skips clocks may wait for
         them (a client's, not a REST write's). Touches the shape only: may run in a thread."""
         if self._shape_stale:
             self._shape = check_stored([self._encoded], self.limits)
             self._shape_stale = False
-        accepted: list[DecodedUpdate] = []
+        accepted: list[CheckedUpdate] = []
         meta = False
         for update in updates:
             try:
@@ -299,7 +302,7 @@ class Room:
                 meta |= self._unpark(accepted)
         return accepted, None, meta
 
-    def _park(self, update: DecodedUpdate) -> bool:
+    def _park(self, update: CheckedUpdate) -> bool:
         parked_bytes = sum(len(parked.data) for parked in self._parked) + len(update.data)
         if len(self._parked) >= MAX_PARKED_UPDATES or parked_bytes > MAX_PARKED_BYTES:
             return False
@@ -307,7 +310,7 @@ class Room:
         logger.info("room %s: an update waits for the clocks it skips", self.id)
         return True
 
-    def _unpark(self, accepted: list[DecodedUpdate]) -> bool:
+    def _unpark(self, accepted: list[CheckedUpdate]) -> bool:
         """Admit the parked updates whose missing clocks have arrived (into `accepted`); return
         whether one touches `meta`."""
         meta = False
@@ -330,7 +333,7 @@ class Room:
 
     async def _store_and_apply(
         self,
-        updates: list[DecodedUpdate],
+        updates: list[CheckedUpdate],
         meta: bool,
         previous: asyncio.Future[None] | None,
         turn: asyncio.Future[None],
@@ -494,7 +497,7 @@ class Room:
             scratch = new_document(self.doc.get_update(), client_id=SERVER_CLIENT_ID)
             before = scratch.get_state()
             meta_of(scratch)[LANGUAGE_KEY] = language
-            await self.apply_update(scratch.get_update(before), origin=None)
+            await self.write(scratch.get_update(before))
 
     async def replace_text(self, name: str, new: str) -> None:
         """Make the text `name` equal `new` with minimal edits, relayed to every peer."""
@@ -502,7 +505,7 @@ class Room:
         async with self._own_edits:
             state = self.doc.get_update()
             update = await asyncio.to_thread(replacement_update, state, name, new)
-            await self.apply_update(update, origin=None)
+            await self.write(update)
 
 
 def _retrieve(work: asyncio.Future[None]) -> None:

@@ -297,7 +297,7 @@ async def post_update(request: Request) -> Response:
         room_id, create=False, opener=client_address(request)
     ) as room:
         try:
-            await room.apply_update(update, origin=None)
+            await room.write(update)
         except ProtocolError as error:
             raise ApiError(422, "update_rejected", error.reason) from error
     return Response(status_code=204)

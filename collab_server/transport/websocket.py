@@ -17,13 +17,11 @@ from collab_server.auth import AuthError, Role, Unauthenticated
 from collab_server.protocol import (
     CloseCode,
     ProtocolError,
-    SyncStep2,
-    SyncUpdate,
     decode_message,
     encode_permission_denied,
 )
+from collab_server.rooms.connection import Connection
 from collab_server.rooms.ids import room_id_problem
-from collab_server.rooms.intake import UpdateIntake
 from collab_server.rooms.openings import RoomsBusy
 from collab_server.rooms.peer import Peer, PeerDisconnected
 from collab_server.rooms.quarantine import RoomQuarantined
@@ -187,19 +185,22 @@ async def _serve_peer(websocket: WebSocket, room: Room, settings: Settings, writ
         queue_bytes_limit=settings.peer_queue_bytes,
     )
     services(websocket).metrics.connections_opened += 1
-    intake = UpdateIntake(
-        room, peer, on_failure=lambda error: peer.close(*_close_reason(room, peer, error))
+    connection = Connection(
+        room,
+        peer,
+        writable=writable,
+        on_failure=lambda error: peer.close(*_close_reason(room, peer, error)),
     )
     async with asyncio.TaskGroup() as tasks:
         tasks.create_task(peer.run(), name=f"send {room.id}/{peer.id}")
-        storing = tasks.create_task(intake.run(), name=f"store {room.id}/{peer.id}")
+        storing = tasks.create_task(connection.store_updates(), name=f"store {room.id}/{peer.id}")
         room.join(peer)
         try:
             try:
-                code, reason = await _receive(websocket, room, peer, intake, settings, writable)
+                code, reason = await _receive(websocket, connection, settings)
             except Exception as error:
                 code, reason = _close_reason(room, peer, error)
-            await _drain(intake, room, peer)
+            await _drain(connection)
         finally:
             storing.cancel()
             room.leave(peer)
@@ -210,18 +211,11 @@ async def _serve_peer(websocket: WebSocket, room: Room, settings: Settings, writ
 
 
 async def _receive(
-    websocket: WebSocket,
-    room: Room,
-    peer: Peer,
-    intake: UpdateIntake,
-    settings: Settings,
-    writable: bool,
+    websocket: WebSocket, connection: Connection, settings: Settings
 ) -> tuple[int, str]:
-    """Handle the client's messages until it leaves (code 0) or must be closed (code, reason).
-
-    A viewer's updates are dropped unread, not refused: its client sends its state in sync step 2
-    on every connect, and a close would only make it reconnect and send it again.
-    """
+    """Hand the client's messages to its connection until it leaves (code 0) or must be closed
+    (code, reason)."""
+    room, peer = connection.room, connection.peer
     max_bytes = settings.max_message_bytes
     throttle = Throttle(settings.client_messages_per_second)
     throttled = False
@@ -240,11 +234,7 @@ async def _receive(
             )
             return CloseCode.MESSAGE_TOO_BIG, f"message larger than {max_bytes} bytes"
         try:
-            message = decode_message(data)
-            if not isinstance(message, SyncUpdate | SyncStep2):
-                room.receive(peer, message)
-            elif writable:
-                await intake.put(await room.decode(message.update))
+            await connection.receive(decode_message(data))
         except ProtocolError as error:
             return _close_reason(room, peer, error)
         if peer.close_requested:
@@ -265,12 +255,13 @@ async def _receive(
             await asyncio.sleep(0)
 
 
-async def _drain(intake: UpdateIntake, room: Room, peer: Peer) -> None:
+async def _drain(connection: Connection) -> None:
     """What the client sent before it left is stored and relayed all the same."""
     try:
         async with asyncio.timeout(DRAIN_SECONDS):
-            await intake.drained()
+            await connection.drained()
     except TimeoutError:
+        room, peer = connection.room, connection.peer
         logger.warning("room %s peer %s: its last updates are not stored yet", room.id, peer.id)
 
 
