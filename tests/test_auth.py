@@ -228,7 +228,9 @@ async def test_a_viewer_watches_but_its_edits_go_nowhere(server: RunningServer) 
             append(viewer, "    sneaky()\n")
             assert viewer.close_code is None
         # The server reads a client's messages in order and lets it go only after the last one.
-        await poll(lambda: server.registry.peer_count(ROOM) == 1)
+        await poll(
+            lambda: (room := server.registry.loaded(ROOM)) is not None and len(room.peers) == 1
+        )
         async with server.http() as http:
             text = await http.get(f"/api/rooms/{ROOM}/text", headers=VIEWER)
         assert text.text == str(editor.text) == "def f():\n"

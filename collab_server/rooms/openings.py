@@ -9,13 +9,20 @@ rooms a process holds, the request is refused with `RoomsBusy` (REST 429/503, We
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from collab_server.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
 # Buckets of addresses that have not opened a room for this long are full again: forgotten.
 FORGET_AFTER_SECONDS = 120.0
 MAX_ADDRESSES = 100_000  # beyond this, the buckets are swept before a new one is made
+# Rooms leave memory within COLLAB_ROOM_IDLE_SECONDS of their last client: retry after about that.
+RETRY_WHEN_FULL_SECONDS = 30.0
 
 
 class RoomsBusy(Exception):
@@ -67,3 +74,35 @@ class Openings:
         idle = [a for a, b in self._buckets.items() if now - b.at > FORGET_AFTER_SECONDS]
         for address in idle:
             del self._buckets[address]
+
+
+class RoomGate:
+    """The process's cap on rooms in memory, then each client's openings; refusals counted in
+    `/metrics` and logged."""
+
+    def __init__(self, max_rooms: int, openings: Openings, metrics: Metrics) -> None:
+        self.max_rooms = max_rooms
+        self._openings = openings
+        self._metrics = metrics
+
+    def admit(self, room_id: str, opener: str | None, in_memory: int) -> None:
+        """May `opener` bring `room_id` into memory beside `in_memory` rooms? `RoomsBusy` if
+        not."""
+        if in_memory >= self.max_rooms:
+            self._metrics.openings_refused["full"] += 1
+            logger.warning("refused to open room %s: %d in memory", room_id, self.max_rooms)
+            raise RoomsBusy(
+                f"the server holds all the rooms it may ({self.max_rooms})",
+                RETRY_WHEN_FULL_SECONDS,
+                per_client=False,
+            )
+        self.take(opener)
+
+    def take(self, opener: str | None) -> None:
+        """Spend one of `opener`'s openings (a room created over REST, or a load)."""
+        try:
+            self._openings.take(opener)
+        except RoomsBusy:
+            self._metrics.openings_refused["rate"] += 1
+            logger.info("refused a room opening from %s: over its rate", opener)
+            raise

@@ -2,9 +2,8 @@
 
 Whoever uses a room holds a lease on it (`async with registry.lease(room_id) as room`). Any number
 of concurrent first joins share one load. A room whose last lease is released stays in memory for
-`room_idle_seconds`, then is compacted and unloaded. The registry hears what its rooms do and
-passes it on: to the compaction, the metrics, and the other server processes (`Replication`),
-from which it hears in turn.
+`room_idle_seconds`, then is compacted and unloaded. What the rooms do is passed on by
+`RoomEvents`; what other server processes say reaches them through `ReplicaRooms`.
 """
 
 from __future__ import annotations
@@ -17,16 +16,18 @@ from functools import partial
 from types import TracebackType
 
 from collab_server.metrics import Gauges, Metrics
-from collab_server.protocol import AwarenessEntry, CloseCode
-from collab_server.protocol.update import UpdateRefused
+from collab_server.protocol import CloseCode
 from collab_server.rooms.compaction import Compaction
+from collab_server.rooms.events import RoomEvents
+from collab_server.rooms.idle import IdleTimers
 from collab_server.rooms.jobs import Jobs
 from collab_server.rooms.loader import RoomLoader
 from collab_server.rooms.memory import MemoryReleaser
-from collab_server.rooms.openings import Openings, RoomsBusy
+from collab_server.rooms.openings import Openings, RoomGate
 from collab_server.rooms.quarantine import Quarantine
+from collab_server.rooms.replicas import ReplicaRooms
 from collab_server.rooms.replication import Replication, SingleProcess
-from collab_server.rooms.room import Room, RoomListener
+from collab_server.rooms.room import Room
 from collab_server.rooms.snapshot import Recovery
 from collab_server.settings import Settings
 from persistence import RoomMissing, Store
@@ -34,11 +35,7 @@ from persistence import RoomMissing, Store
 logger = logging.getLogger(__name__)
 
 
-# Rooms leave memory within COLLAB_ROOM_IDLE_SECONDS of their last client: retry after about that.
-RETRY_WHEN_FULL_SECONDS = 30.0
-
-
-class RoomRegistry(RoomListener):
+class RoomRegistry:
     def __init__(
         self,
         store: Store,
@@ -49,7 +46,6 @@ class RoomRegistry(RoomListener):
         self.store = store
         self.metrics = metrics
         self.limits = settings.update_limits
-        self._idle_seconds = settings.room_idle_seconds
         self._replication = replication or SingleProcess()
         self._cluster_check_seconds = settings.cluster_check_seconds
         self._jobs = Jobs()
@@ -61,17 +57,22 @@ class RoomRegistry(RoomListener):
             after_bytes=settings.compact_after_bytes,
         )
         self._loader = RoomLoader(store, self.limits, self._compaction)
+        self._events = RoomEvents(
+            self, store, metrics, self._replication, self._jobs, self._compaction
+        )
         self._memory = MemoryReleaser()
-        self._max_rooms = settings.max_rooms_loaded
-        self._openings = Openings(settings.room_openings_per_minute)
+        self.gate = RoomGate(
+            settings.max_rooms_loaded, Openings(settings.room_openings_per_minute), metrics
+        )
         self._rooms: dict[str, Room] = {}
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._forgotten: set[str] = set()  # deleted while their load was in flight
-        self._idle_timers: dict[str, asyncio.TimerHandle] = {}
+        self._idle = IdleTimers(settings.room_idle_seconds, self._unload_if_idle)
 
     async def __aenter__(self) -> RoomRegistry:
         await self._jobs.__aenter__()
-        self._replication.listen(self, check_seconds=self._cluster_check_seconds)
+        replicas = ReplicaRooms(self, self.store, self._replication, self._jobs, self._compaction)
+        self._replication.listen(replicas, check_seconds=self._cluster_check_seconds)
         return self
 
     async def __aexit__(
@@ -80,9 +81,7 @@ class RoomRegistry(RoomListener):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        for timer in self._idle_timers.values():
-            timer.cancel()
-        self._idle_timers.clear()
+        self._idle.cancel_all()
         if not self._jobs.running:
             return
         for room in list(self._rooms.values()):
@@ -114,22 +113,16 @@ class RoomRegistry(RoomListener):
         none left, or if the process holds all the rooms it may."""
         room = await self._get(room_id, create, opener)
         room.leases += 1
-        timer = self._idle_timers.pop(room_id, None)
-        if timer is not None:
-            timer.cancel()
+        self._idle.cancel(room_id)
         try:
             yield room
         finally:
             room.leases -= 1
             if room.leases == 0 and self._rooms.get(room_id) is room:
-                self._schedule_unload(room_id)
+                self._idle.start(room_id)
 
     def loaded(self, room_id: str) -> Room | None:
         return self._rooms.get(room_id)
-
-    def peer_count(self, room_id: str) -> int:
-        room = self._rooms.get(room_id)
-        return len(room.peers) if room else 0
 
     def gauges(self) -> Gauges:
         return Gauges(
@@ -138,18 +131,6 @@ class RoomRegistry(RoomListener):
             store_ready=self.store.is_ready(),
             rooms_quarantined=len(self.quarantine),
         )
-
-    def open_room(self, opener: str | None) -> None:
-        """Spend one of `opener`'s openings on a room created without loading it (REST)."""
-        self._take_opening(opener)
-
-    def _take_opening(self, opener: str | None) -> None:
-        try:
-            self._openings.take(opener)
-        except RoomsBusy:
-            self.metrics.openings_refused["rate"] += 1
-            logger.info("refused a room opening from %s: over its rate", opener)
-            raise
 
     async def _get(self, room_id: str, create: bool, opener: str | None) -> Room:
         while True:
@@ -161,17 +142,7 @@ class RoomRegistry(RoomListener):
                 loading = None  # failed, and its entry not yet cleared: awaiting it would spin
             joined = loading is not None
             if loading is None:
-                if len(self._rooms) + len(self._loading) >= self._max_rooms:
-                    self.metrics.openings_refused["full"] += 1
-                    logger.warning(
-                        "refused to open room %s: %d in memory", room_id, self._max_rooms
-                    )
-                    raise RoomsBusy(
-                        f"the server holds all the rooms it may ({self._max_rooms})",
-                        RETRY_WHEN_FULL_SECONDS,
-                        per_client=False,
-                    )
-                self._take_opening(opener)
+                self.gate.admit(room_id, opener, len(self._rooms) + len(self._loading))
                 loading = asyncio.create_task(self._load(room_id, create), name=f"load {room_id}")
                 self._loading[room_id] = loading
                 loading.add_done_callback(partial(self._load_done, room_id))
@@ -200,7 +171,7 @@ class RoomRegistry(RoomListener):
                 limits=self.limits,
                 log_rows=loaded.log_rows,
                 log_bytes=loaded.log_bytes,
-                listener=self,
+                listener=self._events,
             )
             if room_id in self._forgotten:  # deleted after it was read: it must not come back
                 raise RoomMissing(f"room {room_id!r} was deleted while it was loading")
@@ -210,8 +181,8 @@ class RoomRegistry(RoomListener):
         finally:
             self._forgotten.discard(room_id)
         self._rooms[room_id] = room
-        if room.language != loaded.record.language:
-            self.language_changed(room)  # the store's copy lags (a failed write, an old server)
+        if room.language != loaded.record.language:  # the store's copy lags (a failed write)
+            self._events.language_changed(room)
         logger.info(
             "room %s loaded (%d log updates, %d bytes)", room_id, loaded.log_rows, loaded.log_bytes
         )
@@ -220,14 +191,7 @@ class RoomRegistry(RoomListener):
 
     # -- idle rooms ---------------------------------------------------------------------------
 
-    def _schedule_unload(self, room_id: str) -> None:
-        loop = asyncio.get_running_loop()
-        self._idle_timers[room_id] = loop.call_later(
-            self._idle_seconds, self._unload_if_idle, room_id
-        )
-
     def _unload_if_idle(self, room_id: str) -> None:
-        self._idle_timers.pop(room_id, None)
         if self._jobs.running:
             self._jobs.start(self._unload(room_id), f"room {room_id}: unload")
 
@@ -242,7 +206,7 @@ class RoomRegistry(RoomListener):
         if not self.store.is_ready() and not closing:
             # The store could not load it back: keep serving it from memory until it recovers.
             logger.info("room %s idle but the store is not ready; kept in memory", room_id)
-            self._schedule_unload(room_id)
+            self._idle.start(room_id)
             return
         del self._rooms[room_id]
         logger.info("room %s unloaded", room_id)
@@ -261,14 +225,14 @@ class RoomRegistry(RoomListener):
 
     async def delete(self, room_id: str) -> bool:
         """Delete a room and its history, closing its peers; False if it did not exist."""
-        await self._forget(room_id)
+        await self.forget(room_id)
         deleted = await self.store.delete_room(room_id)
         # Again: what loaded (or began loading) while the store deleted is gone as well.
-        await self._forget(room_id)
+        await self.forget(room_id)
         self._replication.room_deleted(room_id)
         return deleted
 
-    async def _forget(self, room_id: str, only: Room | None = None) -> None:
+    async def forget(self, room_id: str, only: Room | None = None) -> None:
         """Drop a deleted room from memory and close its peers (`only` that room object: not a
         newer room of the same id loaded meanwhile)."""
         if only is not None and self._rooms.get(room_id) is not only:
@@ -280,89 +244,14 @@ class RoomRegistry(RoomListener):
         if room is not None:
             room.deleted = True
             room.close_peers(CloseCode.ROOM_DELETED, "room deleted")
-        timer = self._idle_timers.pop(room_id, None)
-        if timer is not None:
-            timer.cancel()
+        self._idle.cancel(room_id)
         await self._replication.unfollow(room_id)
 
-    # -- what the rooms tell the registry (RoomListener) ----------------------------------------
-
-    def update_stored(self, room: Room, merged: bytes, seqs: list[int], size: int) -> None:
-        self.metrics.updates_stored += len(seqs)
-        self.metrics.update_bytes_stored += size
-        self._compaction.after_append(room)
-        self._replication.updates_stored(room.id, merged, seqs)
-
-    def update_refused(self, room: Room, error: UpdateRefused) -> None:
-        self.metrics.updates_refused[error.kind] += 1
-        logger.info("room %s: %s", room.id, error.reason)
-
-    def room_broken(self, room: Room, reason: str) -> None:
-        self.metrics.rooms_broken += 1
+    def drop(self, room: Room) -> None:
+        """Drop a room whose document can no longer be trusted (a later load checks its stored
+        log again), closing its peers."""
         if self._rooms.get(room.id) is room:
             del self._rooms[room.id]
             room.close_peers(CloseCode.INTERNAL_ERROR, "room reloading")
             if self._jobs.running:
                 self._jobs.start(self._replication.unfollow(room.id), f"room {room.id}: unfollow")
-
-    def language_changed(self, room: Room) -> None:
-        """Keep the store's copy of the language (for REST views of unloaded rooms) current."""
-        self._jobs.start(self._write_language(room), f"room {room.id}: language")
-
-    async def _write_language(self, room: Room) -> None:
-        # Read when the write runs: the document's transaction that changed it is over by then.
-        await self.store.set_language(room.id, room.language)
-
-    def awareness_changed(self, room: Room, entries: list[AwarenessEntry]) -> None:
-        self._replication.awareness_changed(room.id, entries)
-
-    def room_missing(self, room: Room) -> None:
-        if self._jobs.running and self._rooms.get(room.id) is room:  # not shutting down
-            self._jobs.start(self._forget(room.id, only=room), f"room {room.id}: forget")
-
-    # -- what other processes tell the registry (ReplicaListener) ------------------------------
-
-    def updates_from_elsewhere(self, room_id: str, updates: list[bytes]) -> None:
-        if (room := self._rooms.get(room_id)) is not None:
-            # A job each, started in order: the room applies them in the order they came.
-            self._jobs.start(self._apply_remote(room, updates), f"room {room_id}: update")
-
-    def awareness_from_elsewhere(self, room_id: str, entries: list[AwarenessEntry]) -> None:
-        if (room := self._rooms.get(room_id)) is not None:
-            room.apply_remote_awareness(entries)
-
-    def local_awareness(self, room_id: str) -> list[AwarenessEntry]:
-        room = self._rooms.get(room_id)
-        return room.local_awareness() if room is not None else []
-
-    def deleted_elsewhere(self, room_id: str) -> None:
-        self._jobs.start(self._forget(room_id), f"room {room_id}: deleted elsewhere")
-
-    def updates_missed(self, room_id: str) -> None:
-        """The room reads what it missed from the store; `caught_up` tells how far it got."""
-        room = self._rooms.get(room_id)
-        if room is None or not self._jobs.running:
-            self._replication.caught_up(room_id, None)
-            return
-        self._jobs.start(self._read_missed(room), f"room {room_id}: reading missed")
-
-    async def last_seqs(self, room_ids: list[str]) -> dict[str, int]:
-        return await self.store.last_seqs(room_ids)
-
-    async def _apply_remote(self, room: Room, updates: list[bytes]) -> None:
-        await room.apply_remote_updates(updates)
-        self._compaction.after_append(room)
-
-    async def _read_missed(self, room: Room) -> None:
-        through = None
-        try:
-            log = await self.store.load(room.id)
-            await room.read_missed(log)
-            through = log.last_seq
-        except RoomMissing:
-            # Deleted by another process while this one could not hear it say so.
-            logger.info("room %s was deleted elsewhere", room.id)
-            await self._forget(room.id, only=room)
-        finally:
-            if self._rooms.get(room.id, room) is room:  # not for a newer copy loaded meanwhile
-                self._replication.caught_up(room.id, through)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from collab_server.auth import Role
-from collab_server.rooms.ids import is_valid_room_id
 from collab_server.transport.access import require
 from collab_server.transport.errors import ApiError
 from collab_server.transport.services import services
@@ -36,9 +35,7 @@ async def room_id_for(request: Request, role: Role) -> str:
 
 async def room_record(request: Request, room_id: str) -> RoomRecord:
     """The stored room `room_id`, or an `ApiError` 404."""
-    record = None
-    if is_valid_room_id(room_id):
-        record = await services(request).registry.store.get_room(room_id)
+    record = await services(request).catalog.record(room_id)
     if record is None:
         raise ApiError(404, "room_not_found", f"no room {room_id!r}")
     return record

@@ -123,15 +123,14 @@ def _base_urls(request: Request) -> tuple[str, str]:
 
 
 def _view(request: Request, record: RoomRecord) -> RoomView:
-    registry = services(request).registry
+    status = services(request).catalog.status(record.id)
     base, ws_base = _base_urls(request)
-    room = registry.loaded(record.id)
-    quarantine = registry.quarantine.get(record.id)
+    quarantine = status.quarantine
     return RoomView(
         id=record.id,
         name=record.name,
-        language=room.language if room is not None else record.language,
-        peers=registry.peer_count(record.id),
+        language=status.language if status.in_memory else record.language,
+        peers=status.peers,
         quarantined=quarantine and QuarantineView(reason=quarantine.reason, since=quarantine.since),
         created_at=record.created_at,
         updated_at=record.updated_at,
@@ -153,16 +152,13 @@ async def create_room(request: Request) -> Response:
     except ValidationError as error:
         raise ApiError.invalid_body(error) from error
     permit(grant, Role.EDITOR, body.id)  # a generated id needs a token for every room
-    registry = services(request).registry
     room_id = body.id or secrets.token_urlsafe(8)
-    registry.open_room(client_address(request))
     try:
-        await registry.store.create_room(room_id, body.name or room_id, body.language)
+        await services(request).catalog.create(
+            room_id, body.name or room_id, body.language, client_address(request)
+        )
     except RoomExists as error:
         raise ApiError(409, "room_exists", f"room {room_id!r} already exists") from error
-    if body.language is not None:
-        async with registry.lease(room_id, create=False) as room:
-            await room.set_language(body.language)
     logger.info("room %s created over REST", room_id)
     return _json(_view(request, await room_record(request, room_id)), 201)
 
@@ -173,11 +169,11 @@ async def list_rooms(request: Request) -> Response:
     grant = authenticated(request)
     limit = _page_limit(request.query_params.get("limit"))
     cursor = request.query_params.get("cursor") or None
-    store = services(request).registry.store
+    catalog = services(request).catalog
     visible: list[RoomRecord] = []
     # A token for a few rooms reads past the others, a bounded number of pages a request.
     for _ in range(PAGES_READ_PER_REQUEST):
-        records = await store.page_rooms(limit, after=cursor)
+        records = await catalog.page(limit, after=cursor)
         cursor = records[-1].id if len(records) == limit else None
         for position, record in enumerate(records):
             if grant.covers(record.id):
@@ -210,18 +206,17 @@ async def change_room(request: Request) -> Response:
         body = ChangeRoom.model_validate_json(await json_body(request))
     except ValidationError as error:
         raise ApiError.invalid_body(error) from error
-    registry = services(request).registry
-    if body.name is not None and not await registry.store.rename_room(record.id, body.name):
+    catalog = services(request).catalog
+    if body.name is not None and not await catalog.rename(record.id, body.name):
         raise ApiError(404, "room_not_found", f"no room {record.id!r}")
     if body.language is not None:
-        async with registry.lease(record.id, create=False, opener=client_address(request)) as room:
-            await room.set_language(body.language)
+        await catalog.set_language(record.id, body.language, opener=client_address(request))
     return _json(_view(request, await room_record(request, record.id)))
 
 
 async def delete_room(request: Request) -> Response:
     record = await room_record_for(request, Role.ADMIN)
-    if not await services(request).registry.delete(record.id):
+    if not await services(request).catalog.delete(record.id):
         raise ApiError(404, "room_not_found", f"no room {record.id!r}")
     logger.info(
         "room %s deleted over REST (peers closed with %d)", record.id, CloseCode.ROOM_DELETED
@@ -234,7 +229,7 @@ async def recover_room(request: Request) -> Response:
     (admin); `?dry_run=1` only reports what would be dropped."""
     record = await room_record_for(request, Role.ADMIN)
     dry_run = request.query_params.get("dry_run", "") in ("1", "true")
-    result = await services(request).registry.recover(record.id, dry_run=dry_run)
+    result = await services(request).catalog.recover(record.id, dry_run=dry_run)
     view = RecoveryView(
         room=record.id,
         dry_run=dry_run,

@@ -13,6 +13,7 @@ from starlette.requests import HTTPConnection
 from collab_server.auth import Authenticator
 from collab_server.completion import CompletionService
 from collab_server.metrics import Metrics
+from collab_server.rooms.catalog import RoomCatalog
 from collab_server.rooms.registry import RoomRegistry
 from collab_server.settings import Settings
 
@@ -23,12 +24,14 @@ class Services:
     auth: Authenticator
     metrics: Metrics  # what /metrics serves; the rooms and the transport count into it
     _registry: RoomRegistry | None = field(default=None, init=False, repr=False)
+    _catalog: RoomCatalog | None = field(default=None, init=False, repr=False)
     _completion: CompletionService | None = field(default=None, init=False, repr=False)
 
     def start(self, registry: RoomRegistry, completion: CompletionService) -> None:
         """Called by the lifespan once both run; not undone at its end, as handlers still
         finishing may read them."""
         self._registry = registry
+        self._catalog = RoomCatalog(registry)
         self._completion = completion
 
     @property
@@ -36,6 +39,13 @@ class Services:
         if self._registry is None:
             raise RuntimeError("no room registry: the app's lifespan has not started")
         return self._registry
+
+    @property
+    def catalog(self) -> RoomCatalog:
+        """The rooms' lifecycle, for the REST routes."""
+        if self._catalog is None:
+            raise RuntimeError("no room catalog: the app's lifespan has not started")
+        return self._catalog
 
     @property
     def completion(self) -> CompletionService:
