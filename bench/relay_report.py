@@ -192,6 +192,31 @@ def _matched(run: Run, scenarios: list[str]) -> list[str]:
     return lines
 
 
+def _cpu_by_step(run: Run, scenarios: list[str]) -> list[str]:
+    """Every server's CPU per delivery at every step, and its ratio to the baseline's."""
+    base = baseline(run)
+    others = [name for name in run.servers if name != base]
+    header = "| scenario | offered/s | keystrokes/s per client |"
+    header += "".join(f" {run.servers[name]} µs |" for name in run.servers)
+    header += "".join(f" {name} / {base} |" for name in others)
+    lines = [header, "|" + "---|" * (3 + len(run.servers) + len(others))]
+    for scenario in scenarios:
+        rooms, clients = (int(part) for part in scenario.split("x"))
+        for offered in dict.fromkeys(s["offered"] for s in run.steps if s["scenario"] == scenario):
+            cpu = {
+                step["server"]: _cpu_per_delivery(step)
+                for step in run.steps
+                if step["scenario"] == scenario
+                and step["offered"] == offered
+                and "error" not in step
+            }
+            rate = offered / (rooms * clients * (clients - 1))
+            cells = [f"{cpu[name]:.1f}" if cpu.get(name) else "-" for name in run.servers]
+            cells += [_ratio(cpu.get(name), cpu.get(base or "")) for name in others]
+            lines.append(f"| {scenario} | {offered:,} | {rate:.3g} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _details(run: Run, scenario: str) -> list[str]:
     lines = [
         "| offered/s | server | delivered/s | p50 ms | p99 ms | max ms | server CPU"
@@ -246,6 +271,7 @@ def render(run: Run) -> str:
         "1x2": "1 room x 2 clients",
         "1x20": "1 room x 20 clients",
         "10x10": "10 rooms x 10 clients",
+        "1x100": "1 room x 100 clients",
     }
     machine = run.machine
     out = [
@@ -292,6 +318,11 @@ def render(run: Run) -> str:
         "At the baseline server's highest sustained step (lower is better):",
         "",
         *_matched(run, scenarios),
+        "",
+        "Server CPU per delivery at every step (lower is better; a server past its knee spends"
+        " less per delivery as its batches grow), and the ratio to the baseline:",
+        "",
+        *_cpu_by_step(run, scenarios),
     ]
     for scenario in scenarios:
         out += ["", f"## {titles.get(scenario, scenario)}", "", *_details(run, scenario)]

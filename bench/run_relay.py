@@ -53,6 +53,7 @@ SCENARIOS = {
     "1x2": Scenario("1x2", rooms=1, clients=2),
     "1x20": Scenario("1x20", rooms=1, clients=20),
     "10x10": Scenario("10x10", rooms=10, clients=10),
+    "1x100": Scenario("1x100", rooms=1, clients=100),
 }
 
 # A step that is not sustained while the rest of the machine used more than this (in cores) is
