@@ -1,8 +1,11 @@
-"""The embedded default store: one SQLite file in WAL mode, one thread, group commit.
+"""The embedded default store: one SQLite file in WAL mode, one writer thread, group commit,
+and reader threads beside it.
 
-All SQL runs on one dedicated thread with one connection. Appends from every room are queued and
-written by a single writer task, one transaction per batch, so a burst of keystrokes pays for one
-commit rather than one per update.
+Every write runs on one dedicated thread with one connection. Appends from every room are queued
+and written by a single writer task, one transaction per batch, so a burst of keystrokes pays for
+one commit rather than one per update. Reads run on other threads, each with a read-only
+connection of its own: WAL lets them read beside the writer, so a keystroke's commit does not
+wait behind another room's load, and a load does not wait for the write lock.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +29,9 @@ from persistence.base import RoomExists, RoomMissing, RoomRecord, StoredLog, Sto
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# Loads of big rooms take long: two of them leave the other reads a thread.
+READER_THREADS = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rooms (
@@ -80,10 +87,14 @@ def _record(row: tuple[str, str, str | None, float, float, int, int]) -> RoomRec
 
 
 class SQLiteStore:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, reader_threads: int = READER_THREADS) -> None:
         self.path = path
-        self._executor: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
+        self._reader_threads = reader_threads
+        self._executor: ThreadPoolExecutor | None = None  # the writer's thread
+        self._conn: sqlite3.Connection | None = None  # the writer's connection
+        self._reads: ThreadPoolExecutor | None = None
+        self._readers: list[sqlite3.Connection] = []  # one per reader thread, made on first use
+        self._reader_of_thread = threading.local()
         self._pending: list[_PendingAppend] = []
         self._wakeup = asyncio.Event()
         self._closing = False
@@ -91,8 +102,13 @@ class SQLiteStore:
         self._next_seq: dict[str, int] = {}  # touched only on the store's thread
 
     async def open(self) -> None:
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-store")
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         await self._run(self._connect)
+        # Every connection to ":memory:" is a database of its own: there the writer reads too.
+        if self.path != ":memory:":
+            self._reads = ThreadPoolExecutor(
+                self._reader_threads, thread_name_prefix="sqlite-reader"
+            )
         self._writer = asyncio.create_task(self._write_loop(), name="sqlite-writer")
 
     async def close(self) -> None:
@@ -101,6 +117,12 @@ class SQLiteStore:
             self._wakeup.set()
             await self._writer
             self._writer = None
+        if self._reads is not None:
+            reads, self._reads = self._reads, None
+            await asyncio.to_thread(reads.shutdown)  # lets the reads under way finish
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
         if self._executor is not None:
             await self._run(self._disconnect)
             self._executor.shutdown()
@@ -127,6 +149,30 @@ class SQLiteStore:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    # -- reader threads -------------------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        """This reader thread's own connection."""
+        conn: sqlite3.Connection | None = getattr(self._reader_of_thread, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA query_only = ON")
+            conn.execute("PRAGMA busy_timeout = 5000")
+            self._reader_of_thread.conn = conn
+            self._readers.append(conn)
+        return conn
+
+    @staticmethod
+    def _read_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+        # A deferred BEGIN takes no lock: every statement of `work` reads the same snapshot,
+        # the state after the last commit that finished before its first statement.
+        conn.execute("BEGIN")
+        try:
+            return work(conn)
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")  # nothing was written; this only ends the snapshot
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -193,10 +239,22 @@ class SQLiteStore:
     # -- the event loop -----------------------------------------------------------------------
 
     async def _run(self, work: Callable[[], T]) -> T:
-        if self._executor is None:
+        """`work` on the writer's thread."""
+        return await self._on(self._executor, work)
+
+    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work` in one read transaction on a reader thread; it sees every write whose call
+        returned before this one was made."""
+        if self.path == ":memory:":
+            return await self._run(lambda: self._read_transaction(self._db, work))
+        return await self._on(self._reads, lambda: self._read_transaction(self._reader(), work))
+
+    @staticmethod
+    async def _on(executor: ThreadPoolExecutor | None, work: Callable[[], T]) -> T:
+        if executor is None:
             raise StoreError("the SQLite store is not open")
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+            return await asyncio.get_running_loop().run_in_executor(executor, work)
         except sqlite3.Error as error:
             raise StoreError(f"SQLite error: {error}") from error
 
@@ -261,6 +319,11 @@ class SQLiteStore:
         return await self._require(room_id)
 
     async def ensure_room(self, room_id: str) -> RoomRecord:
+        # Mostly the room is there already: then the writer, and the appends queued for it,
+        # are not asked at all.
+        if (found := await self.get_room(room_id)) is not None:
+            return found
+
         def work() -> None:
             now = time.time()
             self._db.execute(
@@ -279,20 +342,20 @@ class SQLiteStore:
         return record
 
     async def get_room(self, room_id: str) -> RoomRecord | None:
-        def work() -> RoomRecord | None:
-            row = self._db.execute(
+        def work(conn: sqlite3.Connection) -> RoomRecord | None:
+            row = conn.execute(
                 f"SELECT {ROOM_COLUMNS} FROM rooms r WHERE r.id = ?", (room_id,)
             ).fetchone()
             return _record(row) if row else None
 
-        return await self._run(work)
+        return await self._read(work)
 
     async def list_rooms(self) -> list[RoomRecord]:
-        def work() -> list[RoomRecord]:
-            rows = self._db.execute(f"SELECT {ROOM_COLUMNS} FROM rooms r ORDER BY r.id")
+        def work(conn: sqlite3.Connection) -> list[RoomRecord]:
+            rows = conn.execute(f"SELECT {ROOM_COLUMNS} FROM rooms r ORDER BY r.id")
             return [_record(row) for row in rows]
 
-        return await self._run(work)
+        return await self._read(work)
 
     async def page_rooms(self, limit: int, after: str | None = None) -> list[RoomRecord]:
         # The page's ids first: the sizes (sums over each room's log) only for those.
@@ -307,15 +370,15 @@ class SQLiteStore:
             )
             arguments = (after, limit)
 
-        def work() -> list[RoomRecord]:
-            rows = self._db.execute(
+        def work(conn: sqlite3.Connection) -> list[RoomRecord]:
+            rows = conn.execute(
                 f"SELECT {ROOM_COLUMNS} FROM rooms r WHERE r.id IN ({page})"
                 " ORDER BY r.created_at DESC, r.id DESC",
                 arguments,
             )
             return [_record(row) for row in rows]
 
-        return await self._run(work)
+        return await self._read(work)
 
     async def set_language(self, room_id: str, language: str | None) -> None:
         def work() -> None:
@@ -356,13 +419,13 @@ class SQLiteStore:
                 [row[0] for row in rows],
             )
 
-        # A transaction gives the snapshot and the log rows from one consistent view.
-        return await self._run(lambda: self._transaction(work))
+        # One read transaction: the snapshot and the log rows as one commit left them.
+        return await self._read(work)
 
     async def last_seqs(self, room_ids: Sequence[str]) -> dict[str, int]:
-        def work() -> dict[str, int]:
+        def work(conn: sqlite3.Connection) -> dict[str, int]:
             # As `load` reckons it: the newest row, or the snapshot when the log is empty.
-            rows = self._db.execute(
+            rows = conn.execute(
                 "SELECT r.id, max("
                 " coalesce((SELECT max(seq) FROM updates u WHERE u.room = r.id), 0),"
                 " coalesce((SELECT through_seq FROM snapshots s WHERE s.room = r.id), 0))"
@@ -371,7 +434,7 @@ class SQLiteStore:
             )
             return {room_id: seq for room_id, seq in rows}
 
-        return await self._run(work)
+        return await self._read(work)
 
     async def discard(self, room_id: str, seqs: list[int]) -> int:
         def work(conn: sqlite3.Connection) -> int:

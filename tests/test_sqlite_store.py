@@ -1,0 +1,108 @@
+"""The SQLite store reads beside its writer: a room loads while the write lock is held, and a
+read sees every write that returned before it was made.
+
+What every store must do is in test_store_contract.py; these are the SQLite store's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import anyio
+import pytest
+
+from persistence.sqlite import READER_THREADS, SQLiteStore
+from tests.polling import poll
+
+pytestmark = pytest.mark.anyio
+
+# Longer than the store's busy timeout (5 s), so a read that waits for the write lock fails
+# with "database is locked" rather than with this guard.
+GUARD_SECONDS = 30
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    opened = SQLiteStore(str(tmp_path / "store.db"))
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@contextmanager
+def write_lock_held(path: str) -> Iterator[None]:
+    """Another connection holds the database's write lock, as a long write would."""
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        yield
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+
+
+async def _a_room_with_history(store: SQLiteStore) -> None:
+    await store.create_room("r1", "r1", None)
+    await store.append_many("r1", [b"u1", b"u2", b"u3"])
+    assert await store.compact("r1", b"S1-2", 2)
+
+
+async def test_reads_do_not_wait_for_the_write_lock(store: SQLiteStore) -> None:
+    await _a_room_with_history(store)
+    with write_lock_held(store.path), anyio.fail_after(GUARD_SECONDS):
+        log = await store.load("r1")
+        record = await store.get_room("r1")
+        assert await store.last_seqs(["r1"]) == {"r1": 3}
+        assert [room.id for room in await store.page_rooms(10)] == ["r1"]
+        assert [room.id for room in await store.list_rooms()] == ["r1"]
+    assert (log.snapshot, log.updates, log.last_seq) == (b"S1-2", [b"u3"], 3)
+    assert record is not None and record.log_rows == 1
+
+
+async def test_reads_go_on_while_an_append_waits_to_commit(store: SQLiteStore) -> None:
+    await _a_room_with_history(store)
+    with write_lock_held(store.path):
+        append = asyncio.create_task(store.append("r1", b"u4"))
+        await poll(lambda: not store._pending)  # the writer thread has taken the append
+        with anyio.fail_after(GUARD_SECONDS):
+            log = await store.load("r1")
+            assert await store.get_room("r1") is not None
+        # The reads came back while the append still waited for the lock.
+        assert not append.done()
+        assert log.updates == [b"u3"]
+    with anyio.fail_after(GUARD_SECONDS):
+        assert await append == 4
+
+
+async def test_a_read_sees_every_write_that_returned_before_it(store: SQLiteStore) -> None:
+    await _a_room_with_history(store)
+    # Each reader thread has read once, so none opens a fresh connection for the reads below.
+    await asyncio.gather(*(store.load("r1") for _ in range(READER_THREADS * 4)))
+    for seq in range(4, 24):
+        assert await store.append("r1", f"u{seq}".encode()) == seq
+        loads = await asyncio.gather(*(store.load("r1") for _ in range(READER_THREADS)))
+        assert {log.last_seq for log in loads} == {seq}
+        assert await store.last_seqs(["r1"]) == {"r1": seq}
+    await store.create_room("r2", "r2", None)
+    assert await store.get_room("r2") is not None
+    assert await store.delete_room("r2")
+    assert await store.get_room("r2") is None
+
+
+async def test_an_in_memory_database_reads_through_its_writer() -> None:
+    # Every connection to ":memory:" opens a database of its own.
+    store = SQLiteStore(":memory:")
+    await store.open()
+    try:
+        await _a_room_with_history(store)
+        log = await store.load("r1")
+        assert (log.snapshot, log.updates, log.last_seq) == (b"S1-2", [b"u3"], 3)
+        assert [room.id for room in await store.list_rooms()] == ["r1"]
+    finally:
+        await store.close()
