@@ -18,7 +18,7 @@ import httpx
 from pycrdt import Doc, Text
 
 from collab_server.protocol import SyncStep2, SyncUpdate, decode_message
-from collab_server.rooms.peer import Peer, WriteFrame
+from collab_server.rooms.peer import Peer
 from tests.conftest import RunningServer
 
 _fresh_rooms = itertools.count()
@@ -118,23 +118,9 @@ class FakeSocket:
         self.error: Exception | None = None
         self._changed = asyncio.Event()
 
-    def peer(
-        self,
-        room: str = "room",
-        *,
-        queue_limit: int = 100,
-        queue_bytes_limit: int = 16 * 1024 * 1024,
-        write_now: WriteFrame | None = None,
-    ) -> Peer:
+    def peer(self, room: str = "room", *, queue_limit: int = 100, **limits: int) -> Peer:
         """A peer of `room` that sends and closes through this socket."""
-        return Peer(
-            room,
-            self.send,
-            self.close,
-            queue_limit=queue_limit,
-            queue_bytes_limit=queue_bytes_limit,
-            write_now=write_now,
-        )
+        return Peer(room, self.send, self.close, queue_limit=queue_limit, **limits)
 
     async def send(self, frame: bytes) -> None:
         self.sending.set()

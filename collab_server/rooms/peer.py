@@ -1,11 +1,9 @@
 """One connected client's outbound side: a bounded queue drained by one sender task.
 
-A message for a peer whose queue is empty, and whose socket takes it at once, is written straight
-to the socket as a frame built once for every peer (`write_now`): no queue, no task wake-up, no
-framing per peer. Otherwise it is queued, and the sender sends whatever has queued up since its
-last write; runs of document updates are merged into one message first, so a client that lags a
-little gets fewer, larger frames instead of falling further behind. A client that lags too far is
-closed (it reconnects and resyncs from its state vector); nothing is dropped silently.
+The sender sends whatever has queued up since its last write; runs of document updates are merged
+into one message first, so a client that lags a little gets fewer, larger frames instead of
+falling further behind. A client that lags too far is closed (it reconnects and resyncs from its
+state vector); nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -21,14 +19,11 @@ from dataclasses import dataclass
 from pycrdt import merge_updates
 
 from collab_server.protocol import CloseCode, encode_update
-from collab_server.protocol.frames import binary_frame
 
 logger = logging.getLogger(__name__)
 
 SendBytes = Callable[[bytes], Awaitable[None]]
 CloseSocket = Callable[[int, str], Awaitable[None]]
-# Writes a complete WebSocket frame now if the socket takes it; False (nothing written) if not.
-WriteFrame = Callable[[bytes], bool]
 
 _peer_numbers = itertools.count(1)
 
@@ -47,24 +42,6 @@ class OutboundUpdate:
 
     update: bytes
     frame: bytes  # the same update, encoded once as a message
-    wire: bytes  # that message as a WebSocket frame
-
-    @classmethod
-    def of(cls, update: bytes) -> OutboundUpdate:
-        frame = encode_update(update)
-        return cls(update, frame, binary_frame(frame))
-
-
-@dataclass(frozen=True, slots=True)
-class Outbound:
-    """Any other message for several peers (presence), framed once."""
-
-    frame: bytes
-    wire: bytes
-
-    @classmethod
-    def of(cls, frame: bytes) -> Outbound:
-        return cls(frame, binary_frame(frame))
 
 
 class Peer:
@@ -76,14 +53,11 @@ class Peer:
         *,
         queue_limit: int,
         queue_bytes_limit: int = 16 * 1024 * 1024,
-        write_now: WriteFrame | None = None,
     ) -> None:
         self.id = f"p{next(_peer_numbers)}"
         self.room_id = room_id
         self._send = send
         self._close_socket = close
-        self._write_now = write_now
-        self._sending = False  # the sender holds frames taken from the queue
         self._queue: deque[bytes | OutboundUpdate] = deque()
         self._queue_limit = queue_limit
         self._queue_bytes_limit = queue_bytes_limit
@@ -105,24 +79,13 @@ class Peer:
         leaving is still to be read)."""
         return self._close_request is not None
 
-    def send(self, message: bytes | Outbound) -> None:
-        """Send one message (a frame built for this peer, or one built once for several)."""
-        if self._written_now(message):
-            return
-        self._push(message.frame if isinstance(message, Outbound) else message)
+    def send(self, frame: bytes) -> None:
+        """Queue one message."""
+        self._push(frame)
 
     def send_update(self, update: OutboundUpdate) -> None:
-        """Send a document update (queued messages next to it may be merged with it)."""
-        if not self._written_now(update):
-            self._push(update)
-
-    def _written_now(self, message: bytes | Outbound | OutboundUpdate) -> bool:
-        """Whether the message went straight to the socket: only with nothing queued or being
-        sent before it, so that messages keep their order."""
-        if self._write_now is None or self._queue or self._sending or self.closing:
-            return False
-        wire = binary_frame(message) if isinstance(message, bytes) else message.wire
-        return self._write_now(wire)
+        """Queue a document update (queued messages next to it may be merged with it)."""
+        self._push(update)
 
     def _push(self, item: bytes | OutboundUpdate) -> None:
         if self.closing:
@@ -178,14 +141,10 @@ class Peer:
                     continue
                 batch = list(self._queue)
                 self._clear_queue()
-                self._sending = True
-                try:
-                    for frame in _coalesce(batch):
-                        await self._send(frame)
-                        if self.closing:
-                            break
-                finally:
-                    self._sending = False
+                for frame in _coalesce(batch):
+                    await self._send(frame)
+                    if self.closing:
+                        break
         except PeerDisconnected:
             self._stopped = True
         except Exception:
