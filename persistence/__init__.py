@@ -13,6 +13,7 @@ from persistence.base import (
     StoredLog,
     StoreError,
     StoreUnavailable,
+    VersionRecord,
 )
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "StoredLog",
+    "VersionRecord",
     "is_postgres_url",
     "migrate",
     "open_store",

@@ -53,6 +53,19 @@ class StoredLog:
         return sum(len(update) for update in self.updates)
 
 
+@dataclass(frozen=True, slots=True)
+class VersionRecord:
+    """A saved version of a room's document (its state is read with `Store.version_state`)."""
+
+    id: int  # unique in the store, growing: a newer version has a larger id
+    room_id: str
+    created_at: datetime
+    label: str | None  # a named version's; None for an automatic checkpoint
+    automatic: bool
+    authors: tuple[str, ...]  # who edited since the previous version
+    size_bytes: int
+
+
 class Store(Protocol):
     """Durable storage of rooms. Every method may raise `StoreError`.
 
@@ -124,3 +137,32 @@ class Store(Protocol):
         `snapshot` must cover the stored snapshot and every other update up to `through_seq`.
         Returns False (and changes nothing) if the stored snapshot already covers `through_seq`.
         """
+
+    async def save_version(
+        self,
+        room_id: str,
+        state: bytes,
+        *,
+        label: str | None,
+        automatic: bool,
+        authors: Sequence[str],
+        created_at: datetime | None = None,
+    ) -> VersionRecord:
+        """Keep `state` (the whole document, as one update) as a new version of the room, made
+        now (or at `created_at`: a copy keeps the original's time); raise `RoomMissing`.
+        Versions live outside the log: compaction never touches them, and they go only with
+        their room or `delete_version`."""
+
+    async def page_versions(
+        self, room_id: str, limit: int, before: int | None = None
+    ) -> list[VersionRecord]:
+        """Up to `limit` of the room's versions, newest first; `before`: only versions with a
+        smaller id (the last id of the previous page)."""
+
+    async def get_version(self, room_id: str, version_id: int) -> VersionRecord | None: ...
+
+    async def version_state(self, room_id: str, version_id: int) -> bytes | None:
+        """The document as it was in that version, as one update; None if there is none."""
+
+    async def delete_version(self, room_id: str, version_id: int) -> bool:
+        """False if the room has no such version."""

@@ -2,7 +2,8 @@
 
 Bytes only, like the rest of this package: the snapshot and the log tail go over as they are (the
 snapshot as the first update), so the copy holds exactly what the source held; the server
-compacts it again when the room is next loaded. Run it with no server writing to either store.
+compacts it again when the room is next loaded. Versions go over with their times and labels.
+Run it with no server writing to either store.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from persistence.base import (
     Store,
     StoreError,
     StoreUnavailable,
+    VersionRecord,
 )
 
 logger = logging.getLogger(__name__)
@@ -29,6 +31,7 @@ class CopiedRoom:
     copied: bool  # False: the target already had a room with this id, which was left alone
     updates: int  # rows written (a snapshot counts as one)
     size_bytes: int
+    versions: int = 0
 
 
 async def copy_rooms(
@@ -58,6 +61,7 @@ async def copy_rooms(
             if updates and BUFFERED in await target.append_many(room_id, updates):
                 # Accepted into an outage buffer is not written: a copy must be durable.
                 raise StoreUnavailable(f"the target could not store room {room_id!r} now")
+            versions = await _copy_versions(source, target, room_id)
         except Exception:
             # A half-copied room would be skipped by the next run: leave none behind.
             try:
@@ -69,6 +73,32 @@ async def copy_rooms(
                 )
             raise
         size = sum(map(len, updates))
-        logger.info("room %s: copied %d updates (%d bytes)", room_id, len(updates), size)
-        results.append(CopiedRoom(room_id, True, len(updates), size))
+        logger.info(
+            "room %s: copied %d updates (%d bytes), %d versions",
+            room_id,
+            len(updates),
+            size,
+            versions,
+        )
+        results.append(CopiedRoom(room_id, True, len(updates), size, versions))
     return results
+
+
+async def _copy_versions(source: Store, target: Store, room_id: str) -> int:
+    """The room's versions, oldest first (so their order holds), each with its time."""
+    found: list[VersionRecord] = []
+    while page := await source.page_versions(room_id, 500, before=found[-1].id if found else None):
+        found.extend(page)
+    for version in reversed(found):
+        state = await source.version_state(room_id, version.id)
+        if state is None:
+            continue  # deleted meanwhile
+        await target.save_version(
+            room_id,
+            state,
+            label=version.label,
+            automatic=version.automatic,
+            authors=version.authors,
+            created_at=version.created_at,
+        )
+    return len(found)

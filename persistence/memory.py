@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from persistence.base import RoomExists, RoomMissing, RoomRecord, StoredLog
+from persistence.base import RoomExists, RoomMissing, RoomRecord, StoredLog, VersionRecord
 
 
 @dataclass
@@ -19,6 +20,7 @@ class _Room:
     snapshot_seq: int = 0
     log: list[tuple[int, bytes]] = field(default_factory=list)
     last_seq: int = 0
+    versions: dict[int, tuple[VersionRecord, bytes]] = field(default_factory=dict)
 
     def record(self, room_id: str) -> RoomRecord:
         size = len(self.snapshot or b"") + sum(len(data) for _, data in self.log)
@@ -30,6 +32,7 @@ class _Room:
 class MemoryStore:
     def __init__(self) -> None:
         self._rooms: dict[str, _Room] = {}
+        self._version_ids = itertools.count(1)
 
     async def open(self) -> None:
         pass
@@ -132,3 +135,45 @@ class MemoryStore:
         room.snapshot_seq = through_seq
         room.log = [(seq, data) for seq, data in room.log if seq > through_seq or seq in keep]
         return True
+
+    async def save_version(
+        self,
+        room_id: str,
+        state: bytes,
+        *,
+        label: str | None,
+        automatic: bool,
+        authors: Sequence[str],
+        created_at: datetime | None = None,
+    ) -> VersionRecord:
+        room = self._room(room_id)
+        version_id = next(self._version_ids)
+        made = created_at or datetime.now(UTC)
+        record = VersionRecord(
+            version_id, room_id, made, label, automatic, tuple(authors), len(state)
+        )
+        room.versions[version_id] = (record, state)
+        return record
+
+    async def page_versions(
+        self, room_id: str, limit: int, before: int | None = None
+    ) -> list[VersionRecord]:
+        room = self._rooms.get(room_id)
+        if room is None:
+            return []
+        ids = sorted((i for i in room.versions if before is None or i < before), reverse=True)
+        return [room.versions[version_id][0] for version_id in ids[:limit]]
+
+    async def get_version(self, room_id: str, version_id: int) -> VersionRecord | None:
+        room = self._rooms.get(room_id)
+        found = room.versions.get(version_id) if room is not None else None
+        return found[0] if found is not None else None
+
+    async def version_state(self, room_id: str, version_id: int) -> bytes | None:
+        room = self._rooms.get(room_id)
+        found = room.versions.get(version_id) if room is not None else None
+        return found[1] if found is not None else None
+
+    async def delete_version(self, room_id: str, version_id: int) -> bool:
+        room = self._rooms.get(room_id)
+        return room is not None and room.versions.pop(version_id, None) is not None

@@ -12,11 +12,13 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from persistence import postgres_versions as versions
 from persistence.base import (
     BUFFERED,
     RoomExists,
@@ -25,6 +27,7 @@ from persistence.base import (
     StoredLog,
     StoreError,
     StoreUnavailable,
+    VersionRecord,
 )
 from persistence.postgres_writer import TRANSIENT_ERRORS, LogWriter
 from persistence.schema import migrate
@@ -333,3 +336,36 @@ class PostgresStore:
                 list(keep),
             )
         return True
+
+    # -- versions (the SQL is in postgres_versions) ---------------------------------------------
+
+    async def save_version(
+        self,
+        room_id: str,
+        state: bytes,
+        *,
+        label: str | None,
+        automatic: bool,
+        authors: Sequence[str],
+        created_at: datetime | None = None,
+    ) -> VersionRecord:
+        async with self._connection() as conn:
+            return await versions.save(conn, room_id, state, label, automatic, authors, created_at)
+
+    async def page_versions(
+        self, room_id: str, limit: int, before: int | None = None
+    ) -> list[VersionRecord]:
+        async with self._connection() as conn:
+            return await versions.page(conn, room_id, limit, before)
+
+    async def get_version(self, room_id: str, version_id: int) -> VersionRecord | None:
+        async with self._connection() as conn:
+            return await versions.get(conn, room_id, version_id)
+
+    async def version_state(self, room_id: str, version_id: int) -> bytes | None:
+        async with self._connection() as conn:
+            return await versions.state(conn, room_id, version_id)
+
+    async def delete_version(self, room_id: str, version_id: int) -> bool:
+        async with self._connection() as conn:
+            return await versions.delete(conn, room_id, version_id)

@@ -24,7 +24,15 @@ from itertools import repeat
 from pathlib import Path
 from typing import TypeVar
 
-from persistence.base import RoomExists, RoomMissing, RoomRecord, StoredLog, StoreError
+from persistence import sqlite_versions as versions
+from persistence.base import (
+    RoomExists,
+    RoomMissing,
+    RoomRecord,
+    StoredLog,
+    StoreError,
+    VersionRecord,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +151,7 @@ class SQLiteStore:
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA busy_timeout = 5000")
         conn.executescript(SCHEMA)
+        conn.executescript(versions.SCHEMA)
         self._conn = conn
 
     def _disconnect(self) -> None:
@@ -470,3 +479,38 @@ class SQLiteStore:
             return True
 
         return await self._run(lambda: self._transaction(work))
+
+    # -- versions (the SQL is in sqlite_versions) -----------------------------------------------
+
+    async def save_version(
+        self,
+        room_id: str,
+        state: bytes,
+        *,
+        label: str | None,
+        automatic: bool,
+        authors: Sequence[str],
+        created_at: datetime | None = None,
+    ) -> VersionRecord:
+        made = created_at.timestamp() if created_at is not None else time.time()
+        return await self._run(
+            lambda: self._transaction(
+                lambda conn: versions.save(conn, room_id, state, label, automatic, authors, made)
+            )
+        )
+
+    async def page_versions(
+        self, room_id: str, limit: int, before: int | None = None
+    ) -> list[VersionRecord]:
+        return await self._read(lambda conn: versions.page(conn, room_id, limit, before))
+
+    async def get_version(self, room_id: str, version_id: int) -> VersionRecord | None:
+        return await self._read(lambda conn: versions.get(conn, room_id, version_id))
+
+    async def version_state(self, room_id: str, version_id: int) -> bytes | None:
+        return await self._read(lambda conn: versions.state(conn, room_id, version_id))
+
+    async def delete_version(self, room_id: str, version_id: int) -> bool:
+        return await self._run(
+            lambda: self._transaction(lambda conn: versions.delete(conn, room_id, version_id))
+        )

@@ -105,7 +105,7 @@ async def clear(url: str) -> None:
     conn = await asyncpg.connect(url, timeout=10)
     try:
         if await conn.fetchval("SELECT to_regclass('rooms') IS NOT NULL"):
-            await conn.execute("TRUNCATE rooms, updates, snapshots")
+            await conn.execute("TRUNCATE rooms, updates, snapshots CASCADE")  # and versions
     finally:
         await conn.close()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
@@ -127,3 +128,26 @@ async def test_copy_into_a_store_that_only_buffers_fails_and_leaves_no_room() ->
     with pytest.raises(StoreUnavailable, match="could not store room 'r'"):
         await copy_rooms(source, target)
     assert await target.get_room("r") is None  # a later run copies it, rather than skipping it
+
+
+async def test_copy_carries_versions_with_their_times_labels_and_order(tmp_path: Path) -> None:
+    source = MemoryStore()
+    await source.create_room("r", "r", None)
+    await source.append("r", b"\x00\x00")
+    earlier = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    await source.save_version(
+        "r", b"one", label=None, automatic=True, authors=["Ada"], created_at=earlier
+    )
+    await source.save_version("r", b"two", label="named", automatic=False, authors=["Ada", "Bo"])
+    target = open_store(f"sqlite:///{tmp_path}/target.db")
+    await target.open()
+    try:
+        (copied,) = await copy_rooms(source, target)
+        assert copied.versions == 2
+        newest, oldest = await target.page_versions("r", 10)
+        assert (oldest.automatic, oldest.authors, oldest.created_at) == (True, ("Ada",), earlier)
+        assert (newest.label, newest.authors) == ("named", ("Ada", "Bo"))
+        assert await target.version_state("r", oldest.id) == b"one"
+        assert await target.version_state("r", newest.id) == b"two"
+    finally:
+        await target.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -319,6 +319,79 @@ async def test_compact_of_a_missing_room_raises(store: Store) -> None:
         await store.compact("ghost", b"S", 1)
 
 
+# -- versions -------------------------------------------------------------------------------
+
+
+async def test_a_saved_version_is_read_back_with_its_state(store: Store) -> None:
+    await store.create_room("r1", "r1", None)
+    saved = await store.save_version(
+        "r1", b"state one", label="before refactor", automatic=False, authors=["Ada", "Bo"]
+    )
+    assert (saved.room_id, saved.label, saved.automatic) == ("r1", "before refactor", False)
+    assert (saved.authors, saved.size_bytes) == (("Ada", "Bo"), 9)
+    assert saved.created_at.tzinfo is not None and _near(saved.created_at, datetime.now(UTC))
+    assert await store.get_version("r1", saved.id) == saved
+    assert await store.version_state("r1", saved.id) == b"state one"
+
+
+async def test_versions_are_listed_newest_first_a_page_at_a_time(store: Store) -> None:
+    await store.create_room("r1", "r1", None)
+    await store.create_room("r2", "r2", None)
+    saved = [
+        await store.save_version("r1", f"s{i}".encode(), label=None, automatic=True, authors=[])
+        for i in range(5)
+    ]
+    await store.save_version("r2", b"other room", label=None, automatic=True, authors=[])
+    first = await store.page_versions("r1", 2)
+    assert first == [saved[4], saved[3]]
+    assert saved[4].id > saved[3].id
+    rest = await store.page_versions("r1", 10, before=first[-1].id)
+    assert rest == [saved[2], saved[1], saved[0]]
+    assert await store.page_versions("r1", 10, before=saved[0].id) == []
+    assert await store.page_versions("nowhere", 10) == []
+
+
+async def test_a_version_belongs_to_its_room(store: Store) -> None:
+    await store.create_room("r1", "r1", None)
+    await store.create_room("r2", "r2", None)
+    saved = await store.save_version("r1", b"s", label=None, automatic=True, authors=[])
+    assert await store.get_version("r2", saved.id) is None
+    assert await store.version_state("r2", saved.id) is None
+    assert not await store.delete_version("r2", saved.id)
+    assert await store.get_version("r1", saved.id) == saved
+
+
+async def test_a_version_of_a_missing_room_is_refused(store: Store) -> None:
+    with pytest.raises(RoomMissing):
+        await store.save_version("nowhere", b"s", label=None, automatic=True, authors=[])
+
+
+async def test_a_deleted_version_is_gone_and_its_id_not_given_again(store: Store) -> None:
+    await store.create_room("r1", "r1", None)
+    older = await store.save_version("r1", b"a", label=None, automatic=True, authors=[])
+    newest = await store.save_version("r1", b"b", label=None, automatic=True, authors=[])
+    assert await store.delete_version("r1", newest.id)
+    assert not await store.delete_version("r1", newest.id)
+    assert await store.get_version("r1", newest.id) is None
+    assert await store.version_state("r1", newest.id) is None
+    again = await store.save_version("r1", b"c", label=None, automatic=True, authors=[])
+    assert again.id > newest.id
+    assert await store.page_versions("r1", 10) == [again, older]
+
+
+async def test_compaction_keeps_versions_and_deleting_the_room_removes_them(store: Store) -> None:
+    await store.create_room("r1", "r1", None)
+    await store.append("r1", b"u1")
+    saved = await store.save_version("r1", b"s", label="v", automatic=False, authors=["Ada"])
+    await store.append("r1", b"u2")
+    assert await store.compact("r1", b"S1-2", 2)
+    assert await store.page_versions("r1", 10) == [saved]
+    assert await store.delete_room("r1")
+    await store.create_room("r1", "r1 again", None)
+    assert await store.page_versions("r1", 10) == []
+    assert await store.get_version("r1", saved.id) is None
+
+
 # -- durability -------------------------------------------------------------------------------
 
 
@@ -358,6 +431,7 @@ async def test_everything_survives_a_reopen(durable_url: str) -> None:
         for i in range(1, 4):
             await store.append("r1", f"u{i}".encode())
         await store.compact("r1", b"S1-2", 2)
+        await store.save_version("r1", b"V", label="named", automatic=False, authors=["Ada"])
 
     async def check(store: Store) -> None:
         record = await store.get_room("r1")
@@ -365,6 +439,9 @@ async def test_everything_survives_a_reopen(durable_url: str) -> None:
         log = await store.load("r1")
         assert (log.snapshot, log.updates, log.last_seq) == (b"S1-2", [b"u3"], 3)
         assert await store.append("r1", b"u4") == 4
+        (version,) = await store.page_versions("r1", 10)
+        assert (version.label, version.authors) == ("named", ("Ada",))
+        assert await store.version_state("r1", version.id) == b"V"
 
     await _reopened(durable_url, write)
     await _reopened(durable_url, check)
