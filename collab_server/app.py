@@ -17,7 +17,7 @@ from collab_server.completion import CompletionService
 from collab_server.metrics import Metrics
 from collab_server.rooms.registry import RoomRegistry
 from collab_server.settings import Settings
-from collab_server.transport import completion, ops, pages, rest
+from collab_server.transport import completion, ops, pages, rest, versions
 from collab_server.transport.errors import exception_handlers
 from collab_server.transport.room_urls import ANY_NAME, RoomSegments
 from collab_server.transport.services import Services
@@ -62,6 +62,7 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=[
             *rest.routes,
+            *versions.routes,
             *ops.routes,
             *completion.routes,
             *pages.routes,

@@ -22,6 +22,7 @@ call that returns entries to relay removes it (or hands it to a claim) and inclu
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -121,6 +122,18 @@ class Presence:
             for state in self._states.values()
             if state.renewed > fresh_after and not (local_only and state.owner is None)
         ]
+
+    def names_of(self, peer: Peer) -> list[str]:
+        """The names a connection's clients announce (`user.name`, as the editor page and
+        y-codemirror.next set it)."""
+        holdings = self._holdings.get(peer)
+        names = []
+        for client_id in sorted(holdings.owned) if holdings is not None else ():
+            state = self._states.get(client_id)
+            name = _user_name(state.entry.state) if state is not None else None
+            if name:
+                names.append(name)
+        return names
 
     def greeting(self) -> bytes | None:
         """Every current state as one awareness message for a newcomer (None: nobody), built
@@ -387,3 +400,13 @@ class Presence:
 def _supersedes(entry: AwarenessEntry, current: AwarenessEntry) -> bool:
     """The y-protocols rule: a higher clock wins; a removal also wins at the same clock."""
     return entry.clock > current.clock or (entry.clock == current.clock and entry.removed)
+
+
+def _user_name(state: str) -> str | None:
+    try:
+        parsed = json.loads(state)
+    except ValueError:
+        return None
+    user = parsed.get("user") if isinstance(parsed, dict) else None
+    name = user.get("name") if isinstance(user, dict) else None
+    return name if isinstance(name, str) else None

@@ -69,6 +69,8 @@ EMPTY_UPDATE = b"\x00\x00"
 # Decoding and checking updates larger than this (Python: about 5 us a struct) runs off the
 # event loop, so that a big paste or an 8 MB import does not hold up every other room.
 HEAVY_UPDATE_BYTES = 64 * 1024
+# How a version names edits made over REST and by the server itself (a restore).
+SERVER_AUTHOR = "server"
 # A client's update that skips clocks the room has not seen yet (a client that reconnected and
 # typed before its sync step 2, or whose old connection's updates are still being read) waits
 # here until the missing ones arrive: yrs would integrate it after a hole and could then lose
@@ -159,6 +161,10 @@ class Room:
         self._own_edits = asyncio.Lock()
         self._store = store
         self._presence = Presence(room_id=room_id)
+        # Who stored edits since the last version: connections here, names of those that left.
+        self._editors: set[Peer] = set()
+        self._departed_editors: set[str] = set()
+        self._server_edited = False
         self._listener = listener or RoomListener()
         # Each batch applies after the one admitted before it: the store's order.
         self._last_turn: asyncio.Future[None] | None = None
@@ -188,6 +194,9 @@ class Room:
     def leave(self, peer: Peer) -> None:
         """Remove a peer and tell the others that its cursors are gone."""
         self.peers.discard(peer)
+        if peer in self._editors:
+            self._editors.discard(peer)
+            self._departed_editors.update(self._presence.names_of(peer))
         self._relay_presence(self._presence.remove_peer(peer))
         logger.info("room %s peer %s left (%d peers)", self.id, peer.id, len(self.peers))
 
@@ -270,7 +279,9 @@ class Room:
                 # Started while checks are held, so batches reach the store in the order they
                 # were checked; shielded, so that what is stored is applied even if the caller
                 # is cancelled.
-                work = asyncio.ensure_future(self._store_and_apply(accepted, meta, previous, turn))
+                work = asyncio.ensure_future(
+                    self._store_and_apply(accepted, origin, meta, previous, turn)
+                )
                 work.add_done_callback(_retrieve)
         if refusal is not None:
             self._listener.update_refused(self, refusal)
@@ -334,6 +345,7 @@ class Room:
     async def _store_and_apply(
         self,
         updates: list[CheckedUpdate],
+        origin: Peer | None,
         meta: bool,
         previous: asyncio.Future[None] | None,
         turn: asyncio.Future[None],
@@ -371,6 +383,10 @@ class Room:
         outbound = OutboundUpdate(update, encode_update(update))
         for peer in self.peers:
             peer.send_update(outbound)
+        if origin is None:
+            self._server_edited = True
+        else:
+            self._editors.add(origin)
         size = sum(map(len, raw))
         self.log_rows += len(raw)
         self.log_bytes += size
@@ -470,6 +486,24 @@ class Room:
         return encode_awareness_message(encode_awareness(entries))
 
     # -- content ------------------------------------------------------------------------------
+
+    def editors(self) -> list[str]:
+        """Who stored edits since the last version: the names their clients announce, and
+        `SERVER_AUTHOR` for REST writes and the server's own edits."""
+        names = set(self._departed_editors)
+        for peer in self._editors:
+            names.update(self._presence.names_of(peer))
+        return sorted(names) + ([SERVER_AUTHOR] if self._server_edited else [])
+
+    @property
+    def edited_since_version(self) -> bool:
+        return bool(self._editors or self._departed_editors or self._server_edited)
+
+    def version_saved(self) -> None:
+        """A version holds everything so far: count editors afresh."""
+        self._editors.clear()
+        self._departed_editors.clear()
+        self._server_edited = False
 
     def text(self, name: str) -> Text:
         """The shared text `name` (y-codemirror.next uses "codemirror")."""

@@ -17,23 +17,27 @@ from pydantic import (
     ValidationError,
 )
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from collab_server.auth import Role
 from collab_server.languages import Language
 from collab_server.positions import utf16_length
 from collab_server.protocol import CloseCode, ProtocolError
-from collab_server.rooms.ids import DEFAULT_TEXT, MAX_ROOM_ID_CHARS, is_text_name, room_id_problem
+from collab_server.rooms.ids import MAX_ROOM_ID_CHARS, room_id_problem
 from collab_server.transport.access import authenticated, permit
 from collab_server.transport.errors import ApiError
 from collab_server.transport.requests import (
+    NO_SNIFF,
     bounded_body,
     client_address,
+    json_answer,
     json_body,
+    page_limit,
     room_id_for,
     room_record,
     room_record_for,
+    text_name,
 )
 from collab_server.transport.room_urls import ROOM_PATH
 from collab_server.transport.services import services
@@ -52,10 +56,7 @@ def _room_id(value: str) -> str:
 RoomId = Annotated[
     str, StringConstraints(min_length=1, max_length=MAX_ROOM_ID_CHARS), AfterValidator(_room_id)
 ]
-# The room list, a page at a time: 18,000 rooms in one answer were 7.3 MB and 2 s of the event
-# loop, and the lobby asked every 3 s.
-DEFAULT_PAGE = 100
-MAX_PAGE = 1000
+# A token for a few rooms reads past the others' pages: at most this many a request.
 PAGES_READ_PER_REQUEST = 10
 
 
@@ -141,10 +142,6 @@ def _view(request: Request, record: RoomRecord) -> RoomView:
     )
 
 
-def _json(model: BaseModel, status_code: int = 200) -> JSONResponse:
-    return JSONResponse(model.model_dump(mode="json"), status_code=status_code)
-
-
 async def create_room(request: Request) -> Response:
     grant = authenticated(request)  # who asks comes before what is asked: 401 before 422
     try:
@@ -160,14 +157,14 @@ async def create_room(request: Request) -> Response:
     except RoomExists as error:
         raise ApiError(409, "room_exists", f"room {room_id!r} already exists") from error
     logger.info("room %s created over REST", room_id)
-    return _json(_view(request, await room_record(request, room_id)), 201)
+    return json_answer(_view(request, await room_record(request, room_id)), 201)
 
 
 async def list_rooms(request: Request) -> Response:
     """A page of the rooms the token covers (all of them without access control), newest
     first: `?limit=` (1-1000, default 100) and `?cursor=` (a page's `next_cursor`)."""
     grant = authenticated(request)
-    limit = _page_limit(request.query_params.get("limit"))
+    limit = page_limit(request)
     cursor = request.query_params.get("cursor") or None
     catalog = services(request).catalog
     visible: list[RoomRecord] = []
@@ -184,19 +181,13 @@ async def list_rooms(request: Request) -> Response:
                     break
         if len(visible) == limit or cursor is None:
             break
-    return _json(RoomList(rooms=[_view(request, record) for record in visible], next_cursor=cursor))
-
-
-def _page_limit(raw: str | None) -> int:
-    if raw is None:
-        return DEFAULT_PAGE
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
-        raise ApiError(422, "invalid_limit", f"limit must be 1-{MAX_PAGE}")
-    return int(raw)
+    return json_answer(
+        RoomList(rooms=[_view(request, record) for record in visible], next_cursor=cursor)
+    )
 
 
 async def get_room(request: Request) -> Response:
-    return _json(_view(request, await room_record_for(request, Role.VIEWER)))
+    return json_answer(_view(request, await room_record_for(request, Role.VIEWER)))
 
 
 async def change_room(request: Request) -> Response:
@@ -211,7 +202,7 @@ async def change_room(request: Request) -> Response:
         raise ApiError(404, "room_not_found", f"no room {record.id!r}")
     if body.language is not None:
         await catalog.set_language(record.id, body.language, opener=client_address(request))
-    return _json(_view(request, await room_record(request, record.id)))
+    return json_answer(_view(request, await room_record(request, record.id)))
 
 
 async def delete_room(request: Request) -> Response:
@@ -237,22 +228,12 @@ async def recover_room(request: Request) -> Response:
         dropped=result.dropped,
         dropped_bytes=result.dropped_bytes,
     )
-    return _json(view)
-
-
-NO_SNIFF = {"X-Content-Type-Options": "nosniff"}
-
-
-def _text_name(request: Request) -> str:
-    name = request.query_params.get("name", DEFAULT_TEXT)
-    if not is_text_name(name):
-        raise ApiError(422, "invalid_text_name", f"{name!r} is not a text name")
-    return name
+    return json_answer(view)
 
 
 async def get_text(request: Request) -> Response:
     room_id = await room_id_for(request, Role.VIEWER)
-    name = _text_name(request)
+    name = text_name(request)
     async with services(request).registry.lease(
         room_id, create=False, opener=client_address(request)
     ) as room:
@@ -262,7 +243,7 @@ async def get_text(request: Request) -> Response:
 
 async def put_text(request: Request) -> Response:
     room_id = await room_id_for(request, Role.EDITOR)
-    name = _text_name(request)
+    name = text_name(request)
     raw = await bounded_body(request)
     try:
         text = raw.decode()
@@ -272,7 +253,7 @@ async def put_text(request: Request) -> Response:
         room_id, create=False, opener=client_address(request)
     ) as room:
         await room.replace_text(name, text)
-    return _json(TextWritten(room=room_id, name=name, length=utf16_length(text)))
+    return json_answer(TextWritten(room=room_id, name=name, length=utf16_length(text)))
 
 
 async def get_update(request: Request) -> Response:

@@ -14,6 +14,7 @@ from collab_server.auth import Authenticator
 from collab_server.completion import CompletionService
 from collab_server.metrics import Metrics
 from collab_server.rooms.catalog import RoomCatalog
+from collab_server.rooms.history import RoomHistory
 from collab_server.rooms.registry import RoomRegistry
 from collab_server.settings import Settings
 
@@ -25,6 +26,7 @@ class Services:
     metrics: Metrics  # what /metrics serves; the rooms and the transport count into it
     _registry: RoomRegistry | None = field(default=None, init=False, repr=False)
     _catalog: RoomCatalog | None = field(default=None, init=False, repr=False)
+    _history: RoomHistory | None = field(default=None, init=False, repr=False)
     _completion: CompletionService | None = field(default=None, init=False, repr=False)
 
     def start(self, registry: RoomRegistry, completion: CompletionService) -> None:
@@ -32,6 +34,7 @@ class Services:
         finishing may read them."""
         self._registry = registry
         self._catalog = RoomCatalog(registry)
+        self._history = RoomHistory(registry)
         self._completion = completion
 
     @property
@@ -46,6 +49,13 @@ class Services:
         if self._catalog is None:
             raise RuntimeError("no room catalog: the app's lifespan has not started")
         return self._catalog
+
+    @property
+    def history(self) -> RoomHistory:
+        """The rooms' versions, for the history routes."""
+        if self._history is None:
+            raise RuntimeError("no room history: the app's lifespan has not started")
+        return self._history
 
     @property
     def completion(self) -> CompletionService:

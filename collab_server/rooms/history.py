@@ -1,0 +1,143 @@
+"""A room's versions: saved (named by someone, or automatic), listed, read, compared and restored.
+
+A version is the server's copy of the document at a moment, kept whole in the store beside the
+log (`Store.save_version`), with the names of those who edited since the previous one. Restoring
+one is an ordinary edit: the current text is changed into the version's by the minimal diff and
+stored and relayed like a keystroke, so clients holding the current state follow it (swapping the
+stored document would make them merge the old state back), and the state before it is saved as
+a version first, so the restore can itself be undone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+
+from collab_server.languages import LANGUAGES
+from collab_server.rooms.document import LANGUAGE_KEY, Document, meta_of, new_document, text_of
+from collab_server.rooms.registry import RoomRegistry
+from collab_server.rooms.room import Room
+from persistence import VersionRecord
+
+# A diff of texts past these sizes is refused, not computed: difflib can take seconds on them.
+MAX_DIFF_BYTES = 1024 * 1024
+MAX_DIFF_LINES = 20_000
+DIFF_CONTEXT_LINES = 3
+CURRENT = "current"  # the name of the room's current state where a version id goes
+
+
+class VersionMissing(Exception):
+    """The room has no such version."""
+
+
+class DiffTooLarge(Exception):
+    """The texts are past what a diff is computed for."""
+
+
+class RoomHistory:
+    def __init__(self, registry: RoomRegistry) -> None:
+        self._registry = registry
+        self._store = registry.store
+
+    async def save(
+        self, room_id: str, *, label: str | None, automatic: bool, opener: str | None
+    ) -> VersionRecord:
+        """Save the room's document as it is now; raises `RoomMissing`."""
+        async with self._registry.lease(room_id, create=False, opener=opener) as room:
+            return await self._save(room, label=label, automatic=automatic)
+
+    async def _save(self, room: Room, *, label: str | None, automatic: bool) -> VersionRecord:
+        editors = room.editors()
+        saved = await self._store.save_version(
+            room.id, room.full_update(), label=label, automatic=automatic, authors=editors
+        )
+        room.version_saved()
+        return saved
+
+    async def page(self, room_id: str, limit: int, before: int | None) -> list[VersionRecord]:
+        return await self._store.page_versions(room_id, limit, before=before)
+
+    async def get(self, room_id: str, version_id: int) -> VersionRecord:
+        found = await self._store.get_version(room_id, version_id)
+        if found is None:
+            raise VersionMissing(f"room {room_id!r} has no version {version_id}")
+        return found
+
+    async def state(self, room_id: str, version_id: int) -> bytes:
+        """The document then, as one update."""
+        found = await self._store.version_state(room_id, version_id)
+        if found is None:
+            raise VersionMissing(f"room {room_id!r} has no version {version_id}")
+        return found
+
+    async def text(self, room_id: str, version: int | str, name: str, opener: str | None) -> str:
+        """The text `name` in a version, or in the room now (`CURRENT`)."""
+        if version == CURRENT:
+            async with self._registry.lease(room_id, create=False, opener=opener) as room:
+                return str(room.text(name))
+        state = await self.state(room_id, int(version))
+        return await asyncio.to_thread(_text_in, state, name)
+
+    async def diff(
+        self, room_id: str, old: int | str, new: int | str, name: str, opener: str | None
+    ) -> str:
+        """A unified diff of the text `name` from one version (or `CURRENT`) to another."""
+        before = await self.text(room_id, old, name, opener)
+        after = await self.text(room_id, new, name, opener)
+        for text in (before, after):
+            if len(text.encode()) > MAX_DIFF_BYTES or text.count("\n") > MAX_DIFF_LINES:
+                raise DiffTooLarge(
+                    f"texts over {MAX_DIFF_BYTES} bytes or {MAX_DIFF_LINES} lines are not diffed"
+                )
+        return await asyncio.to_thread(
+            _unified_diff, before, after, f"{room_id} version {old}", f"{room_id} version {new}"
+        )
+
+    async def delete(self, room_id: str, version_id: int) -> None:
+        if not await self._store.delete_version(room_id, version_id):
+            raise VersionMissing(f"room {room_id!r} has no version {version_id}")
+
+    async def restore(
+        self, room_id: str, version_id: int, names: list[str], *, opener: str | None
+    ) -> tuple[VersionRecord, VersionRecord]:
+        """Make the texts `names` and the room's language what they were in the version, as
+        edits everyone follows; return the version saved just before and the one just after."""
+        state = await self.state(room_id, version_id)
+        texts, language = await asyncio.to_thread(_contents, state, names)
+        async with self._registry.lease(room_id, create=False, opener=opener) as room:
+            before = await self._save(
+                room, label=f"before restoring version {version_id}", automatic=True
+            )
+            for name, text in texts.items():
+                await room.replace_text(name, text)
+            if language is not None and language != room.language:
+                await room.set_language(language)
+            after = await self._save(room, label=f"restored version {version_id}", automatic=True)
+        return before, after
+
+
+def _text_in(state: bytes, name: str) -> str:
+    return str(text_of(new_document(state), name))
+
+
+def _contents(state: bytes, names: list[str]) -> tuple[dict[str, str], str | None]:
+    """The texts `names` and the language (if a valid one is set) of a document state."""
+    doc: Document = new_document(state)
+    language = meta_of(doc).get(LANGUAGE_KEY)
+    return {name: str(text_of(doc, name)) for name in names}, (
+        language if language in LANGUAGES else None
+    )
+
+
+def _unified_diff(before: str, after: str, old_label: str, new_label: str) -> str:
+    lines = difflib.unified_diff(
+        before.splitlines(keepends=True),
+        after.splitlines(keepends=True),
+        old_label,
+        new_label,
+        n=DIFF_CONTEXT_LINES,
+    )
+    # A last line without its newline would run into the next diff line: mark it as diff does.
+    return "".join(
+        line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
+    )

@@ -1,0 +1,204 @@
+"""A room's history over REST with real clients: versions saved, listed, read, compared,
+restored while someone types, kept through compaction and a restart, and who may do what."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from pycrdt import Doc, Text
+
+from collab_server.auth import Role, mint_token
+from collab_server.settings import Settings
+from tests.conftest import RunningServer, run_server
+from tests.helpers import bearer, text_path
+from tests.polling import poll
+from tests.yclient import yclient
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "test-secret-" + "0123456789abcdef" * 4
+
+
+def versions_path(room: str) -> str:
+    return f"/api/rooms/{room}/versions"
+
+
+async def save(http: httpx.AsyncClient, room: str, label: str | None = None) -> dict[str, object]:
+    saved = await http.post(versions_path(room), json={"label": label} if label else None)
+    assert saved.status_code == 201, saved.text
+    answer: dict[str, object] = saved.json()
+    return answer
+
+
+async def test_a_saved_version_names_its_editors_and_reads_back(server: RunningServer) -> None:
+    async with server.http() as http, yclient(server.ws_url, "hist") as ada:
+        ada.set_awareness(1, {"user": {"name": "Ada", "color": "#f00"}})
+        await ada.wait_until(lambda: ada.doc.client_id in ada.awareness)
+        ada.text.insert(0, "def f():\n    return 1\n")
+        await poll(lambda: _text_is(http, "hist", "def f():\n    return 1\n"))
+        first = await save(http, "hist", "first")
+        assert (first["label"], first["automatic"], first["authors"]) == ("first", False, ["Ada"])
+        ada.text.insert(len(ada.text), "# 🎉 中文\n")
+        await poll(lambda: _text_is(http, "hist", "def f():\n    return 1\n# 🎉 中文\n"))
+        second = await save(http, "hist")
+        assert (second["label"], second["authors"]) == (None, ["Ada"])
+
+        listed = (await http.get(versions_path("hist"))).json()
+        assert [v["id"] for v in listed["versions"]] == [second["id"], first["id"]]
+        assert (await http.get(f"{versions_path('hist')}/{first['id']}")).json() == first
+        then = await http.get(f"{versions_path('hist')}/{first['id']}/text")
+        assert then.text == "def f():\n    return 1\n"
+        assert then.headers["x-content-type-options"] == "nosniff"
+        state = await http.get(f"{versions_path('hist')}/{second['id']}/update")
+        doc: Doc[Text] = Doc()
+        doc.apply_update(state.content)
+        assert str(doc.get("codemirror", type=Text)) == "def f():\n    return 1\n# 🎉 中文\n"
+
+
+async def test_versions_come_a_page_at_a_time(server: RunningServer) -> None:
+    async with server.http() as http:
+        assert (await http.post("/api/rooms", json={"id": "paged"})).status_code == 201
+        ids = [(await save(http, "paged", f"v{n}"))["id"] for n in range(5)]
+        first = (await http.get(versions_path("paged"), params={"limit": 2})).json()
+        assert [v["id"] for v in first["versions"]] == ids[:2:-1][:2]
+        rest = await http.get(
+            versions_path("paged"), params={"limit": 10, "cursor": first["next_cursor"]}
+        )
+        assert [v["id"] for v in rest.json()["versions"]] == ids[2::-1]
+        assert rest.json()["next_cursor"] is None
+        bad = await http.get(versions_path("paged"), params={"cursor": "x"})
+        assert (bad.status_code, bad.json()["error"]) == (422, "invalid_cursor")
+
+
+async def test_a_diff_compares_versions_and_the_room_now(server: RunningServer) -> None:
+    async with server.http() as http:
+        assert (await http.post("/api/rooms", json={"id": "diffs"})).status_code == 201
+        await http.put(text_path("diffs"), content=b"a\nb\nc\n")
+        old = await save(http, "diffs")
+        await http.put(text_path("diffs"), content="a\nB\nc\nd ✓\n".encode())
+        diff = await http.get(f"{versions_path('diffs')}/{old['id']}/diff/current")
+        assert diff.status_code == 200
+        assert diff.text.splitlines()[2:] == ["@@ -1,3 +1,4 @@", " a", "-b", "+B", " c", "+d ✓"]
+        back = await http.get(f"{versions_path('diffs')}/current/diff/{old['id']}")
+        assert "-d ✓" in back.text.splitlines()
+        missing = await http.get(f"{versions_path('diffs')}/999999/diff/current")
+        assert (missing.status_code, missing.json()["error"]) == (404, "version_not_found")
+        nonsense = await http.get(f"{versions_path('diffs')}/latest/diff/current")
+        assert nonsense.status_code == 404
+
+
+async def test_a_diff_past_its_size_is_refused_with_413(server: RunningServer) -> None:
+    async with server.http() as http:
+        assert (await http.post("/api/rooms", json={"id": "big"})).status_code == 201
+        old = await save(http, "big")
+        await http.put(text_path("big"), content=b"x\n" * 20_001)
+        refused = await http.get(f"{versions_path('big')}/{old['id']}/diff/current")
+        assert (refused.status_code, refused.json()["error"]) == (413, "diff_too_large")
+
+
+async def test_a_restore_is_an_edit_everyone_follows_and_keeps_concurrent_typing(
+    server: RunningServer,
+) -> None:
+    async with (
+        server.http() as http,
+        yclient(server.ws_url, "undo") as ada,
+        yclient(server.ws_url, "undo") as bo,
+    ):
+        ada.text.insert(0, "line one\nline two\n")
+        await bo.wait_until(lambda: str(bo.text) == "line one\nline two\n")
+        kept = await save(http, "undo", "good")
+        ada.text.insert(len(ada.text), "a refactor gone wrong\n")
+        await poll(lambda: _text_is(http, "undo", "line one\nline two\na refactor gone wrong\n"))
+        # Cy types at the same moment from a copy of the room as it is: her edit reaches the
+        # server only after the restore.
+        cy: Doc[Text] = Doc()
+        cy.apply_update((await http.get("/api/rooms/undo/update")).content)
+        before_typing = cy.get_state()
+        cy.get("codemirror", type=Text).insert(0, "# Cy 🎉\n")
+        restored = await http.post(f"{versions_path('undo')}/{kept['id']}/restore")
+        assert restored.status_code == 200, restored.text
+        before, after = restored.json()["before"], restored.json()["after"]
+        assert before["automatic"] and after["automatic"] and after["id"] > before["id"]
+        await ada.wait_until(lambda: str(ada.text) == "line one\nline two\n")
+        await bo.wait_until(lambda: str(bo.text) == "line one\nline two\n")
+        sent = await http.post("/api/rooms/undo/update", content=cy.get_update(before_typing))
+        assert sent.status_code == 204
+        expected = "# Cy 🎉\nline one\nline two\n"
+        await ada.wait_until(lambda: str(ada.text) == expected)
+        await bo.wait_until(lambda: str(bo.text) == expected)
+        assert await _text_is(http, "undo", expected)
+        # The state before the restore is a version of its own: the restore can be undone.
+        undo = await http.get(f"{versions_path('undo')}/{before['id']}/text")
+        assert undo.text == "line one\nline two\na refactor gone wrong\n"
+        assert (await http.get(f"{versions_path('undo')}/{after['id']}/text")).text == (
+            "line one\nline two\n"
+        )
+
+
+async def test_a_restore_brings_the_language_back(server: RunningServer) -> None:
+    async with server.http() as http:
+        created = await http.post("/api/rooms", json={"id": "lang", "language": "python"})
+        assert created.status_code == 201
+        kept = await save(http, "lang")
+        changed = await http.patch("/api/rooms/lang", json={"language": "javascript"})
+        assert changed.json()["language"] == "javascript"
+        restored = await http.post(f"{versions_path('lang')}/{kept['id']}/restore")
+        assert restored.status_code == 200
+        assert (await http.get("/api/rooms/lang")).json()["language"] == "python"
+
+
+async def test_versions_survive_compaction_unload_and_a_restart(tmp_path: Path) -> None:
+    settings = Settings(
+        store_url=f"sqlite:///{tmp_path}/store.db",
+        room_idle_seconds=0.1,
+        compact_after_updates=5,
+        completion_workers=0,
+    )
+    async with run_server(settings) as server, server.http() as http:
+        assert (await http.post("/api/rooms", json={"id": "kept"})).status_code == 201
+        await http.put(text_path("kept"), content="version text ✓\n".encode())
+        saved = await save(http, "kept", "keep me")
+        for n in range(8):  # past the compaction threshold, then unloaded when idle
+            await http.put(text_path("kept"), content=f"later {n}\n".encode())
+        await poll(lambda: server.registry.loaded("kept") is None)
+    async with run_server(settings) as server, server.http() as http:
+        listed = (await http.get(versions_path("kept"))).json()["versions"]
+        assert [v["label"] for v in listed] == ["keep me"]
+        then = await http.get(f"{versions_path('kept')}/{saved['id']}/text")
+        assert then.text == "version text ✓\n"
+
+
+async def test_viewers_read_editors_save_and_restore_admins_delete(settings: Settings) -> None:
+    guarded = settings.model_copy(update={"auth_secret": Settings(auth_secret=SECRET).auth_secret})
+
+    def as_role(role: Role, room: str = "guarded") -> dict[str, str]:
+        return bearer(mint_token(SECRET, room, role, None))
+
+    async with run_server(guarded) as server, server.http() as http:
+        created = await http.post(
+            "/api/rooms", json={"id": "guarded"}, headers=as_role(Role.EDITOR)
+        )
+        assert created.status_code == 201
+        path = versions_path("guarded")
+        assert (await http.post(path, headers=as_role(Role.VIEWER))).status_code == 403
+        saved = await http.post(path, headers=as_role(Role.EDITOR))
+        assert saved.status_code == 201
+        one = f"{path}/{saved.json()['id']}"
+        assert (await http.get(path, headers=as_role(Role.VIEWER))).status_code == 200
+        assert (await http.get(f"{one}/text", headers=as_role(Role.VIEWER))).status_code == 200
+        assert (await http.get(path, headers=as_role(Role.VIEWER, "other"))).status_code == 403
+        viewer_restore = await http.post(f"{one}/restore", headers=as_role(Role.VIEWER))
+        assert viewer_restore.status_code == 403
+        assert (await http.post(f"{one}/restore", headers=as_role(Role.EDITOR))).status_code == 200
+        assert (await http.delete(one, headers=as_role(Role.VIEWER))).status_code == 403
+        assert (await http.delete(one, headers=as_role(Role.EDITOR))).status_code == 403
+        assert (await http.delete(one, headers=as_role(Role.ADMIN))).status_code == 204
+        gone = await http.get(one, headers=as_role(Role.VIEWER))
+        assert (gone.status_code, gone.json()["error"]) == (404, "version_not_found")
+
+
+async def _text_is(http: httpx.AsyncClient, room: str, expected: str) -> bool:
+    answer = await http.get(text_path(room))
+    return answer.status_code == 200 and answer.text == expected
