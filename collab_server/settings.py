@@ -114,6 +114,18 @@ class Settings(BaseSettings):
     room_idle_seconds: float = Field(
         30.0, ge=0, description="How long a room with no clients stays in memory."
     )
+    version_every_seconds: float = Field(
+        600.0,
+        ge=0,
+        description="While people edit a room, an automatic version at most this often "
+        "(seconds after the first edit since the last version); 0: none while editing.",
+    )
+    versions_kept: int = Field(
+        200, ge=0, description="Automatic versions kept per room (named ones are kept always)."
+    )
+    versions_max_age_days: float = Field(
+        30.0, ge=0, description="Automatic versions older than this are removed; 0: no limit."
+    )
     compact_after_updates: int = Field(
         2000, ge=1, description="Log rows after which a room's log is merged into a snapshot."
     )

@@ -166,3 +166,7 @@ class Store(Protocol):
 
     async def delete_version(self, room_id: str, version_id: int) -> bool:
         """False if the room has no such version."""
+
+    async def prune_versions(self, room_id: str, keep: int, older_than: datetime | None) -> int:
+        """Remove the room's automatic versions beyond the newest `keep`, and those made before
+        `older_than`; named versions stay. Return how many went."""

@@ -177,3 +177,15 @@ class MemoryStore:
     async def delete_version(self, room_id: str, version_id: int) -> bool:
         room = self._rooms.get(room_id)
         return room is not None and room.versions.pop(version_id, None) is not None
+
+    async def prune_versions(self, room_id: str, keep: int, older_than: datetime | None) -> int:
+        room = self._rooms.get(room_id)
+        if room is None:
+            return 0
+        automatic = sorted((i for i, (r, _) in room.versions.items() if r.automatic), reverse=True)
+        doomed = set(automatic[keep:])
+        if older_than is not None:
+            doomed.update(i for i in automatic if room.versions[i][0].created_at < older_than)
+        for version_id in doomed:
+            del room.versions[version_id]
+        return len(doomed)

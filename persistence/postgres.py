@@ -369,3 +369,7 @@ class PostgresStore:
     async def delete_version(self, room_id: str, version_id: int) -> bool:
         async with self._connection() as conn:
             return await versions.delete(conn, room_id, version_id)
+
+    async def prune_versions(self, room_id: str, keep: int, older_than: datetime | None) -> int:
+        async with self._connection() as conn:
+            return await versions.prune(conn, room_id, keep, older_than)

@@ -88,3 +88,15 @@ async def delete(conn: Connection, room_id: str, version_id: int) -> bool:
         "DELETE FROM versions WHERE room = $1 AND id = $2 RETURNING 1", room_id, version_id
     )
     return removed is not None
+
+
+async def prune(conn: Connection, room_id: str, keep: int, older_than: datetime | None) -> int:
+    removed = await conn.fetchval(
+        "WITH gone AS (DELETE FROM versions WHERE room = $1 AND automatic AND (id NOT IN"
+        " (SELECT id FROM versions WHERE room = $1 AND automatic ORDER BY id DESC LIMIT $2)"
+        " OR created_at < $3) RETURNING 1) SELECT count(*) FROM gone",
+        room_id,
+        keep,
+        older_than,
+    )
+    return int(removed)

@@ -514,3 +514,9 @@ class SQLiteStore:
         return await self._run(
             lambda: self._transaction(lambda conn: versions.delete(conn, room_id, version_id))
         )
+
+    async def prune_versions(self, room_id: str, keep: int, older_than: datetime | None) -> int:
+        before = older_than.timestamp() if older_than is not None else None
+        return await self._run(
+            lambda: self._transaction(lambda conn: versions.prune(conn, room_id, keep, before))
+        )

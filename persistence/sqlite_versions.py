@@ -91,3 +91,13 @@ def delete(conn: sqlite3.Connection, room_id: str, version_id: int) -> bool:
         "DELETE FROM versions WHERE room = ? AND id = ?", (room_id, version_id)
     ).rowcount
     return removed > 0
+
+
+def prune(conn: sqlite3.Connection, room_id: str, keep: int, older_than: float | None) -> int:
+    removed = conn.execute(
+        "DELETE FROM versions WHERE room = ? AND automatic AND (id NOT IN"
+        " (SELECT id FROM versions WHERE room = ? AND automatic ORDER BY id DESC LIMIT ?)"
+        " OR created_at < ?)",
+        (room_id, room_id, keep, older_than if older_than is not None else float("-inf")),
+    ).rowcount
+    return removed

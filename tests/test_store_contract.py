@@ -392,6 +392,31 @@ async def test_compaction_keeps_versions_and_deleting_the_room_removes_them(stor
     assert await store.get_version("r1", saved.id) is None
 
 
+async def test_pruning_removes_old_and_surplus_automatic_versions_and_keeps_named_ones(
+    store: Store,
+) -> None:
+    await store.create_room("r1", "r1", None)
+    await store.create_room("r2", "r2", None)
+    old = datetime.now(UTC) - timedelta(days=40)
+    ancient = await store.save_version(
+        "r1", b"a", label=None, automatic=True, authors=[], created_at=old
+    )
+    named = await store.save_version(
+        "r1", b"n", label="keep", automatic=False, authors=[], created_at=old
+    )
+    recent = [
+        await store.save_version("r1", f"r{i}".encode(), label=None, automatic=True, authors=[])
+        for i in range(4)
+    ]
+    other = await store.save_version("r2", b"o", label=None, automatic=True, authors=[])
+    cutoff = datetime.now(UTC) - timedelta(days=30)
+    assert await store.prune_versions("r1", 2, cutoff) == 3  # the ancient one and two surplus
+    assert await store.page_versions("r1", 10) == [recent[3], recent[2], named]
+    assert await store.get_version("r1", ancient.id) is None
+    assert await store.page_versions("r2", 10) == [other]
+    assert await store.prune_versions("r1", 10, None) == 0
+
+
 # -- durability -------------------------------------------------------------------------------
 
 

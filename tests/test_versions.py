@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 from pycrdt import Doc, Text
@@ -165,9 +166,51 @@ async def test_versions_survive_compaction_unload_and_a_restart(tmp_path: Path) 
         await poll(lambda: server.registry.loaded("kept") is None)
     async with run_server(settings) as server, server.http() as http:
         listed = (await http.get(versions_path("kept"))).json()["versions"]
-        assert [v["label"] for v in listed] == ["keep me"]
+        # The named one, and the checkpoint made as the edited room left memory.
+        assert [(v["label"], v["automatic"]) for v in listed] == [(None, True), ("keep me", False)]
+        last = await http.get(f"{versions_path('kept')}/{listed[0]['id']}/text")
+        assert last.text == "later 7\n"
         then = await http.get(f"{versions_path('kept')}/{saved['id']}/text")
         assert then.text == "version text ✓\n"
+
+
+async def test_automatic_versions_while_editing_and_when_the_room_empties(
+    settings: Settings,
+) -> None:
+    quick = settings.model_copy(
+        update={"version_every_seconds": 0.3, "versions_kept": 1, "room_idle_seconds": 0.2}
+    )
+    async with run_server(quick) as server, server.http() as http:
+        async with yclient(server.ws_url, "auto") as ada:
+            ada.set_awareness(1, {"user": {"name": "Ada"}})
+            await ada.wait_until(lambda: ada.doc.client_id in ada.awareness)
+            named = await save(http, "auto", "named")
+            ada.text.insert(0, "first")
+            await anyio.sleep(0.4)
+            ada.text.insert(0, "second ")  # an edit past the span: a checkpoint follows it
+
+            async def automatic() -> list[dict[str, object]]:
+                listed = (await http.get(versions_path("auto"))).json()["versions"]
+                return [v for v in listed if v["automatic"]]
+
+            await poll(automatic)
+            (checkpoint,) = await automatic()
+            assert checkpoint["authors"] == ["Ada"] and checkpoint["label"] is None
+            ada.text.insert(len(ada.text), " third")
+            await poll(lambda: _text_is(http, "auto", "second first third"))
+        # The room empties and leaves memory: one more checkpoint, with the last edit.
+        await poll(lambda: server.registry.loaded("auto") is None)
+        (newest, *_) = await automatic()
+        text = await http.get(f"{versions_path('auto')}/{newest['id']}/text")
+        assert text.text == "second first third"
+        # Nothing changed since: a visit that only reads makes none.
+        async with yclient(server.ws_url, "auto"):
+            pass
+        await poll(lambda: server.registry.loaded("auto") is None)
+        kept = (await http.get(versions_path("auto"))).json()["versions"]
+        # One automatic version kept (the setting), the older checkpoint gone; named ones stay.
+        assert [v["id"] for v in kept] == [newest["id"], named["id"]]
+        assert newest["id"] != checkpoint["id"]
 
 
 async def test_viewers_read_editors_save_and_restore_admins_delete(settings: Settings) -> None:

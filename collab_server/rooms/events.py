@@ -1,6 +1,6 @@
-"""What the rooms do, passed on (`RoomListener`): to the metrics, the compaction, the store's copy
-of each room's language, the other server processes, and the registry when a room must leave
-memory."""
+"""What the rooms do, passed on (`RoomListener`): to the metrics, the compaction, the automatic
+versions, the store's copy of each room's language, the other server processes, and the registry
+when a room must leave memory."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collab_server.metrics import Metrics
 from collab_server.protocol import AwarenessEntry
 from collab_server.protocol.update import UpdateRefused
 from collab_server.rooms.compaction import Compaction
+from collab_server.rooms.history import Checkpoints
 from collab_server.rooms.jobs import Jobs
 from collab_server.rooms.replication import Replication
 from collab_server.rooms.room import Room, RoomListener
@@ -31,6 +32,7 @@ class RoomEvents(RoomListener):
         replication: Replication,
         jobs: Jobs,
         compaction: Compaction,
+        checkpoints: Checkpoints,
     ) -> None:
         self._registry = registry
         self._store = store
@@ -38,11 +40,13 @@ class RoomEvents(RoomListener):
         self._replication = replication
         self._jobs = jobs
         self._compaction = compaction
+        self._checkpoints = checkpoints
 
     def update_stored(self, room: Room, merged: bytes, seqs: list[int], size: int) -> None:
         self._metrics.updates_stored += len(seqs)
         self._metrics.update_bytes_stored += size
         self._compaction.after_append(room)
+        self._checkpoints.after_edit(room)
         self._replication.updates_stored(room.id, merged, seqs)
 
     def update_refused(self, room: Room, error: UpdateRefused) -> None:

@@ -12,12 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from collab_server.languages import LANGUAGES
 from collab_server.rooms.document import LANGUAGE_KEY, Document, meta_of, new_document, text_of
-from collab_server.rooms.registry import RoomRegistry
+from collab_server.rooms.jobs import Jobs
 from collab_server.rooms.room import Room
-from persistence import VersionRecord
+from persistence import Store, VersionRecord
+
+if TYPE_CHECKING:
+    from collab_server.rooms.registry import RoomRegistry
+
+logger = logging.getLogger(__name__)
 
 # A diff of texts past these sizes is refused, not computed: difflib can take seconds on them.
 MAX_DIFF_BYTES = 1024 * 1024
@@ -34,6 +44,64 @@ class DiffTooLarge(Exception):
     """The texts are past what a diff is computed for."""
 
 
+async def save_version(
+    store: Store, room: Room, *, label: str | None, automatic: bool
+) -> VersionRecord:
+    """Save the room's document as it is now, naming who edited since the last version."""
+    editors = room.editors()
+    saved = await store.save_version(
+        room.id, room.full_update(), label=label, automatic=automatic, authors=editors
+    )
+    room.version_saved()
+    return saved
+
+
+class Checkpoints:
+    """Automatic versions: while people edit, `every_seconds` after the first edit since the
+    last version, and when an edited room leaves memory (its last client left); none when
+    nothing changed. Each is followed by the retention: `keep` automatic versions at most,
+    none older than `max_age_days` (named versions stay until deleted)."""
+
+    def __init__(
+        self,
+        store: Store,
+        jobs: Jobs,
+        *,
+        every_seconds: float,
+        keep: int,
+        max_age_days: float,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._jobs = jobs
+        self._every = every_seconds
+        self._keep = keep
+        self._max_age = timedelta(days=max_age_days) if max_age_days else None
+        self._now = now
+        self._running: set[str] = set()  # rooms whose checkpoint is being saved
+
+    def after_edit(self, room: Room) -> None:
+        edited_at = room.first_edit_since_version
+        if not self._every or edited_at is None or room.id in self._running:
+            return
+        if self._now() - edited_at >= self._every and self._jobs.running:
+            self._running.add(room.id)
+            self._jobs.start(self._checkpoint(room), f"room {room.id}: checkpoint")
+
+    async def at_unload(self, room: Room) -> None:
+        if room.first_edit_since_version is not None:
+            await self._checkpoint(room)
+
+    async def _checkpoint(self, room: Room) -> None:
+        try:
+            saved = await save_version(self._store, room, label=None, automatic=True)
+            older_than = datetime.now(UTC) - self._max_age if self._max_age else None
+            pruned = await self._store.prune_versions(room.id, self._keep, older_than)
+            logger.info("room %s: checkpoint %d (%d old ones removed)", room.id, saved.id, pruned)
+        finally:
+            self._running.discard(room.id)
+
+
 class RoomHistory:
     def __init__(self, registry: RoomRegistry) -> None:
         self._registry = registry
@@ -47,12 +115,7 @@ class RoomHistory:
             return await self._save(room, label=label, automatic=automatic)
 
     async def _save(self, room: Room, *, label: str | None, automatic: bool) -> VersionRecord:
-        editors = room.editors()
-        saved = await self._store.save_version(
-            room.id, room.full_update(), label=label, automatic=automatic, authors=editors
-        )
-        room.version_saved()
-        return saved
+        return await save_version(self._store, room, label=label, automatic=automatic)
 
     async def page(self, room_id: str, limit: int, before: int | None) -> list[VersionRecord]:
         return await self._store.page_versions(room_id, limit, before=before)

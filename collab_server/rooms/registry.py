@@ -19,8 +19,9 @@ from collab_server.metrics import Gauges, Metrics
 from collab_server.protocol import CloseCode
 from collab_server.rooms.compaction import Compaction
 from collab_server.rooms.events import RoomEvents
+from collab_server.rooms.history import Checkpoints
 from collab_server.rooms.idle import IdleTimers
-from collab_server.rooms.jobs import Jobs
+from collab_server.rooms.jobs import Jobs, guarded
 from collab_server.rooms.loader import RoomLoader
 from collab_server.rooms.memory import MemoryReleaser
 from collab_server.rooms.openings import Openings, RoomGate
@@ -57,8 +58,15 @@ class RoomRegistry:
             after_bytes=settings.compact_after_bytes,
         )
         self._loader = RoomLoader(store, self.limits, self._compaction)
+        self._checkpoints = Checkpoints(
+            store,
+            self._jobs,
+            every_seconds=settings.version_every_seconds,
+            keep=settings.versions_kept,
+            max_age_days=settings.versions_max_age_days,
+        )
         self._events = RoomEvents(
-            self, store, metrics, self._replication, self._jobs, self._compaction
+            self, store, metrics, self._replication, self._jobs, self._compaction, self._checkpoints
         )
         self._memory = MemoryReleaser()
         self.gate = RoomGate(
@@ -211,6 +219,7 @@ class RoomRegistry:
         del self._rooms[room_id]
         logger.info("room %s unloaded", room_id)
         await self._replication.unfollow(room_id)
+        await guarded(self._checkpoints.at_unload(room), f"room {room_id}: checkpoint")
         await self._compaction.at_unload(room)
         self._memory.after_unload()
 

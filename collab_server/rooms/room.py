@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import NewType
 
 from pycrdt import Text, get_state, merge_updates
@@ -165,6 +166,7 @@ class Room:
         self._editors: set[Peer] = set()
         self._departed_editors: set[str] = set()
         self._server_edited = False
+        self.first_edit_since_version: float | None = None  # time.monotonic()
         self._listener = listener or RoomListener()
         # Each batch applies after the one admitted before it: the store's order.
         self._last_turn: asyncio.Future[None] | None = None
@@ -387,6 +389,8 @@ class Room:
             self._server_edited = True
         else:
             self._editors.add(origin)
+        if self.first_edit_since_version is None:
+            self.first_edit_since_version = time.monotonic()
         size = sum(map(len, raw))
         self.log_rows += len(raw)
         self.log_bytes += size
@@ -495,15 +499,12 @@ class Room:
             names.update(self._presence.names_of(peer))
         return sorted(names) + ([SERVER_AUTHOR] if self._server_edited else [])
 
-    @property
-    def edited_since_version(self) -> bool:
-        return bool(self._editors or self._departed_editors or self._server_edited)
-
     def version_saved(self) -> None:
         """A version holds everything so far: count editors afresh."""
         self._editors.clear()
         self._departed_editors.clear()
         self._server_edited = False
+        self.first_edit_since_version = None
 
     def text(self, name: str) -> Text:
         """The shared text `name` (y-codemirror.next uses "codemirror")."""
