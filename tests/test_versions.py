@@ -3,6 +3,9 @@ restored while someone types, kept through compaction and a restart, and who may
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 
 import anyio
@@ -11,15 +14,22 @@ import pytest
 from pycrdt import Doc, Text
 
 from collab_server.auth import Role, mint_token
+from collab_server.protocol.update import UpdateLimits
+from collab_server.rooms.history import save_version
+from collab_server.rooms.room import Room
+from collab_server.rooms.snapshot import load_stored
 from collab_server.settings import Settings
+from persistence import VersionRecord
+from persistence.memory import MemoryStore
 from tests.conftest import RunningServer, run_server
-from tests.helpers import bearer, text_path
+from tests.helpers import bearer, keystrokes, text_path
 from tests.polling import poll
 from tests.yclient import yclient
 
 pytestmark = pytest.mark.anyio
 
 SECRET = "test-secret-" + "0123456789abcdef" * 4
+LIMITS = UpdateLimits()
 
 
 def versions_path(room: str) -> str:
@@ -138,16 +148,22 @@ async def test_a_restore_is_an_edit_everyone_follows_and_keeps_concurrent_typing
         )
 
 
-async def test_a_restore_brings_the_language_back(server: RunningServer) -> None:
-    async with server.http() as http:
-        created = await http.post("/api/rooms", json={"id": "lang", "language": "python"})
-        assert created.status_code == 201
+async def test_a_restore_brings_the_room_settings_back(server: RunningServer) -> None:
+    async with server.http() as http, yclient(server.ws_url, "lang") as ada:
+        with ada.doc.transaction():  # one update: both are stored when the language shows
+            ada.meta["language"] = "python"
+            ada.meta["tabSize"] = 4
+        await poll(async_json_is(http, "/api/rooms/lang", "language", "python"))
         kept = await save(http, "lang")
         changed = await http.patch("/api/rooms/lang", json={"language": "javascript"})
         assert changed.json()["language"] == "javascript"
+        ada.meta["tabSize"] = 2
+        ada.meta["theme"] = "dark"
+        await ada.wait_until(lambda: ada.meta.get("language") == "javascript")
         restored = await http.post(f"{versions_path('lang')}/{kept['id']}/restore")
         assert restored.status_code == 200
         assert (await http.get("/api/rooms/lang")).json()["language"] == "python"
+        await ada.wait_until(lambda: ada.meta.to_py() == {"language": "python", "tabSize": 4})
 
 
 async def test_versions_survive_compaction_unload_and_a_restart(tmp_path: Path) -> None:
@@ -245,3 +261,55 @@ async def test_viewers_read_editors_save_and_restore_admins_delete(settings: Set
 async def _text_is(http: httpx.AsyncClient, room: str, expected: str) -> bool:
     answer = await http.get(text_path(room))
     return answer.status_code == 200 and answer.text == expected
+
+
+def async_json_is(
+    http: httpx.AsyncClient, path: str, key: str, value: object
+) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        answer = await http.get(path)
+        return bool(answer.status_code == 200 and answer.json().get(key) == value)
+
+    return check
+
+
+async def test_an_edit_stored_while_a_version_is_saved_waits_for_the_next_one() -> None:
+    """In process: the version holds the document as it was when its save began; an edit that
+    lands during the store's write keeps its editor and still makes the next checkpoint due."""
+    store = SlowVersionStore()
+    await store.ensure_room("r")
+    room = Room("r", load_stored([], LIMITS), store, limits=LIMITS)
+    await room.write(keystrokes("codemirror", "a")[0])
+    saving = asyncio.create_task(save_version(store, room, label=None, automatic=True))
+    await store.arrived.wait()
+    await room.write(keystrokes("codemirror", "b")[0])
+    store.gate.set()
+    saved = await saving
+    assert saved.authors == ("server",)
+    assert room.first_edit_since_version is not None  # the checkpoint at unload will come
+    assert room.editors() == ["server"]
+
+
+class SlowVersionStore(MemoryStore):
+    """A memory store whose version saves wait while `gate` is clear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.arrived = asyncio.Event()
+
+    async def save_version(
+        self,
+        room_id: str,
+        state: bytes,
+        *,
+        label: str | None,
+        automatic: bool,
+        authors: Sequence[str],
+        created_at: datetime | None = None,
+    ) -> VersionRecord:
+        self.arrived.set()
+        await self.gate.wait()
+        return await super().save_version(
+            room_id, state, label=label, automatic=automatic, authors=authors
+        )

@@ -18,8 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from collab_server.languages import LANGUAGES
-from collab_server.rooms.document import LANGUAGE_KEY, Document, meta_of, new_document, text_of
+from collab_server.rooms.document import Document, meta_of, new_document, text_of
 from collab_server.rooms.jobs import Jobs
 from collab_server.rooms.room import Room
 from persistence import Store, VersionRecord
@@ -48,11 +47,11 @@ async def save_version(
     store: Store, room: Room, *, label: str | None, automatic: bool
 ) -> VersionRecord:
     """Save the room's document as it is now, naming who edited since the last version."""
-    editors = room.editors()
+    editors, edits = room.editors(), room.edits
     saved = await store.save_version(
         room.id, room.full_update(), label=label, automatic=automatic, authors=editors
     )
-    room.version_saved()
+    room.version_saved(edits)
     return saved
 
 
@@ -163,18 +162,18 @@ class RoomHistory:
     async def restore(
         self, room_id: str, version_id: int, names: list[str], *, opener: str | None
     ) -> tuple[VersionRecord, VersionRecord]:
-        """Make the texts `names` and the room's language what they were in the version, as
-        edits everyone follows; return the version saved just before and the one just after."""
+        """Make the texts `names` and the `meta` map (the language and other room settings)
+        what they were in the version, as edits everyone follows; return the version saved just
+        before and the one just after."""
         state = await self.state(room_id, version_id)
-        texts, language = await asyncio.to_thread(_contents, state, names)
+        texts, meta = await asyncio.to_thread(_contents, state, names)
         async with self._registry.lease(room_id, create=False, opener=opener) as room:
             before = await self._save(
                 room, label=f"before restoring version {version_id}", automatic=True
             )
             for name, text in texts.items():
                 await room.replace_text(name, text)
-            if language is not None and language != room.language:
-                await room.set_language(language)
+            await room.replace_meta(meta)
             after = await self._save(room, label=f"restored version {version_id}", automatic=True)
         return before, after
 
@@ -183,13 +182,11 @@ def _text_in(state: bytes, name: str) -> str:
     return str(text_of(new_document(state), name))
 
 
-def _contents(state: bytes, names: list[str]) -> tuple[dict[str, str], str | None]:
-    """The texts `names` and the language (if a valid one is set) of a document state."""
+def _contents(state: bytes, names: list[str]) -> tuple[dict[str, str], dict[str, object]]:
+    """The texts `names` and the `meta` entries (the language among them) of a document."""
     doc: Document = new_document(state)
-    language = meta_of(doc).get(LANGUAGE_KEY)
-    return {name: str(text_of(doc, name)) for name in names}, (
-        language if language in LANGUAGES else None
-    )
+    meta: dict[str, object] = meta_of(doc).to_py() or {}
+    return {name: str(text_of(doc, name)) for name in names}, meta
 
 
 def _unified_diff(before: str, after: str, old_label: str, new_label: str) -> str:

@@ -167,6 +167,7 @@ class Room:
         self._departed_editors: set[str] = set()
         self._server_edited = False
         self.first_edit_since_version: float | None = None  # time.monotonic()
+        self.edits = 0  # batches stored so far
         self._listener = listener or RoomListener()
         # Each batch applies after the one admitted before it: the store's order.
         self._last_turn: asyncio.Future[None] | None = None
@@ -391,6 +392,7 @@ class Room:
             self._editors.add(origin)
         if self.first_edit_since_version is None:
             self.first_edit_since_version = time.monotonic()
+        self.edits += 1
         size = sum(map(len, raw))
         self.log_rows += len(raw)
         self.log_bytes += size
@@ -499,8 +501,11 @@ class Room:
             names.update(self._presence.names_of(peer))
         return sorted(names) + ([SERVER_AUTHOR] if self._server_edited else [])
 
-    def version_saved(self) -> None:
-        """A version holds everything so far: count editors afresh."""
+    def version_saved(self, through: int) -> None:
+        """A version holds the document as it was after `through` edits: count editors afresh,
+        unless edits came meanwhile (they wait for the next version, with their editors)."""
+        if self.edits != through:
+            return
         self._editors.clear()
         self._departed_editors.clear()
         self._server_edited = False
@@ -526,13 +531,28 @@ class Room:
 
     async def set_language(self, language: str) -> None:
         """Set `meta.language` as an editor would, through the store-then-relay path."""
+        await self._change_meta({LANGUAGE_KEY: language}, keep_others=True)
+
+    async def replace_meta(self, entries: dict[str, object]) -> None:
+        """Make the `meta` map hold exactly `entries` (a restore), as one edit."""
+        await self._change_meta(entries, keep_others=False)
+
+    async def _change_meta(self, entries: dict[str, object], *, keep_others: bool) -> None:
         # On a copy of the whole document: a map key written without the current state would
         # be concurrent with the existing value, and could lose to it.
         async with self._own_edits:
             scratch = new_document(self.doc.get_update(), client_id=SERVER_CLIENT_ID)
             before = scratch.get_state()
-            meta_of(scratch)[LANGUAGE_KEY] = language
-            await self.write(scratch.get_update(before))
+            meta = meta_of(scratch)
+            with scratch.transaction():
+                for key in [] if keep_others else [k for k in meta.keys() if k not in entries]:
+                    del meta[key]
+                for key, value in entries.items():
+                    if key not in meta or meta[key] != value:
+                        meta[key] = value
+            update = scratch.get_update(before)
+            if update != EMPTY_UPDATE:
+                await self.write(update)
 
     async def replace_text(self, name: str, new: str) -> None:
         """Make the text `name` equal `new` with minimal edits, relayed to every peer."""
