@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 from pycrdt import Doc, Text
@@ -16,6 +17,7 @@ from collab_server.positions import (
     utf16_length,
 )
 from collab_server.rooms.document import new_document, text_of
+from collab_server.rooms.history import unified_diff
 from collab_server.rooms.text_edit import (
     MAX_DETAILED_CHARS,
     MAX_STEPS,
@@ -221,3 +223,57 @@ def test_scattered_edits_in_a_long_file_cost_work_only_where_they_are() -> None:
     assert diff.edits == expected
     assert diff.coarse == 0
     assert diff.steps <= STEPS_PER_LINE * 8 * len(expected)
+
+
+def _patched(old: str, diff: str) -> str:
+    """`old` with a unified diff applied, as `patch` would (hunks in order, exact context)."""
+    source, out, at = old.splitlines(keepends=True), [], 0
+    lines = diff.splitlines(keepends=True)[2:]
+    kind = " "
+    for line in lines:
+        if line.startswith("@@"):
+            match = re.match(r"@@ -(\d+)(?:,(\d+))? ", line)
+            assert match is not None
+            start, length = int(match[1]), int(match[2] or 1)
+            begin = start - 1 if length else start
+            out += source[at:begin]
+            at = begin
+        elif line.startswith("\\"):
+            if kind != "-":
+                out[-1] = out[-1].removesuffix("\n")
+        else:
+            kind, body = line[0], line[1:]
+            if kind in " -":
+                assert source[at].removesuffix("\n") == body.removesuffix("\n")
+                at += 1
+            if kind in " +":
+                out.append(body)
+    return "".join(out + source[at:])
+
+
+def test_a_version_diff_applies_back_exactly() -> None:
+    rng = random.Random(7)
+    pool = ["def f():\n", "    return 1\n", "\n", "# é 🎉 中文\n", "x = 1\n"]
+    for _ in range(300):
+        old = [rng.choice(pool) for _ in range(rng.randint(0, 40))]
+        new = list(old)
+        for _ in range(rng.randint(1, 8)):
+            where = rng.randint(0, len(new))
+            if rng.random() < 0.4 and new:
+                del new[min(where, len(new) - 1)]
+            else:
+                new.insert(where, rng.choice([*pool, "changed\n"]))
+        before, after = "".join(old), "".join(new)
+        if rng.random() < 0.3:
+            after = after.removesuffix("\n")
+        diff = unified_diff(before, after, "a", "b")
+        assert _patched(before, diff) == after
+        if before == after:
+            assert diff == ""
+
+
+def test_a_version_diff_of_adversarial_lines_is_bounded_and_still_right() -> None:
+    old = "x\n" * 50_000
+    new = "".join("x\n" if n % 2 else "y\n" for n in range(50_000))
+    diff = unified_diff(old, new, "a", "b")  # Myers past its budget: one changed block
+    assert _patched(old, diff) == new

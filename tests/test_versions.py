@@ -104,7 +104,7 @@ async def test_a_diff_past_its_size_is_refused_with_413(server: RunningServer) -
     async with server.http() as http:
         assert (await http.post("/api/rooms", json={"id": "big"})).status_code == 201
         old = await save(http, "big")
-        await http.put(text_path("big"), content=b"x\n" * 20_001)
+        await http.put(text_path("big"), content=b"x\n" * (1024 * 1024 + 1))  # over 2 MiB
         refused = await http.get(f"{versions_path('big')}/{old['id']}/diff/current")
         assert (refused.status_code, refused.json()["error"]) == (413, "diff_too_large")
 

@@ -11,7 +11,6 @@ a version first, so the restore can itself be undone.
 from __future__ import annotations
 
 import asyncio
-import difflib
 import logging
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING
 from collab_server.rooms.document import Document, meta_of, new_document, text_of
 from collab_server.rooms.jobs import Jobs
 from collab_server.rooms.room import Room
+from collab_server.rooms.text_edit import changed_lines
 from persistence import Store, VersionRecord
 
 if TYPE_CHECKING:
@@ -28,9 +28,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# A diff of texts past these sizes is refused, not computed: difflib can take seconds on them.
-MAX_DIFF_BYTES = 1024 * 1024
-MAX_DIFF_LINES = 20_000
+# Texts past this size are not diffed (413). Below it the line diff is bounded in steps as the
+# text replacement's is (`text_edit`): a stretch past its budget shows as one changed block.
+MAX_DIFF_BYTES = 2 * 1024 * 1024
 DIFF_CONTEXT_LINES = 3
 CURRENT = "current"  # the name of the room's current state where a version id goes
 
@@ -146,13 +146,10 @@ class RoomHistory:
         """A unified diff of the text `name` from one version (or `CURRENT`) to another."""
         before = await self.text(room_id, old, name, opener)
         after = await self.text(room_id, new, name, opener)
-        for text in (before, after):
-            if len(text.encode()) > MAX_DIFF_BYTES or text.count("\n") > MAX_DIFF_LINES:
-                raise DiffTooLarge(
-                    f"texts over {MAX_DIFF_BYTES} bytes or {MAX_DIFF_LINES} lines are not diffed"
-                )
+        if max(len(before.encode()), len(after.encode())) > MAX_DIFF_BYTES:
+            raise DiffTooLarge(f"texts over {MAX_DIFF_BYTES} bytes are not diffed")
         return await asyncio.to_thread(
-            _unified_diff, before, after, f"{room_id} version {old}", f"{room_id} version {new}"
+            unified_diff, before, after, f"{room_id} version {old}", f"{room_id} version {new}"
         )
 
     async def delete(self, room_id: str, version_id: int) -> None:
@@ -189,15 +186,43 @@ def _contents(state: bytes, names: list[str]) -> tuple[dict[str, str], dict[str,
     return {name: str(text_of(doc, name)) for name in names}, meta
 
 
-def _unified_diff(before: str, after: str, old_label: str, new_label: str) -> str:
-    lines = difflib.unified_diff(
-        before.splitlines(keepends=True),
-        after.splitlines(keepends=True),
-        old_label,
-        new_label,
-        n=DIFF_CONTEXT_LINES,
-    )
+def unified_diff(before: str, after: str, old_label: str, new_label: str) -> str:
+    """`diff -u` of two texts, from the bounded line diff `text_edit.changed_lines`."""
+    a, b, blocks = changed_lines(before, after)
+    if not blocks:
+        return ""
+    hunks: list[list[tuple[int, int, int, int]]] = []
+    for block in blocks:  # blocks closer than twice the context share a hunk
+        if hunks and block[0] - hunks[-1][-1][1] <= 2 * DIFF_CONTEXT_LINES:
+            hunks[-1].append(block)
+        else:
+            hunks.append([block])
+    out = [f"--- {old_label}\n", f"+++ {new_label}\n"]
+    for hunk in hunks:
+        first, last = hunk[0], hunk[-1]
+        i_lo, i_hi = (
+            max(0, first[0] - DIFF_CONTEXT_LINES),
+            min(len(a), last[1] + DIFF_CONTEXT_LINES),
+        )
+        j_lo, j_hi = first[2] - (first[0] - i_lo), last[3] + (i_hi - last[1])
+        out.append(f"@@ -{_range(i_lo, i_hi)} +{_range(j_lo, j_hi)} @@\n")
+        at = i_lo
+        for i1, i2, j1, j2 in hunk:
+            out += [" " + line for line in a[at:i1]]
+            out += ["-" + line for line in a[i1:i2]]
+            out += ["+" + line for line in b[j1:j2]]
+            at = i2
+        out += [" " + line for line in a[at:i_hi]]
     # A last line without its newline would run into the next diff line: mark it as diff does.
     return "".join(
-        line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
+        line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in out
     )
+
+
+def _range(start: int, stop: int) -> str:
+    """A hunk's line range as `diff -u` writes it (1-based; an empty range names the line
+    before it)."""
+    length = stop - start
+    if length == 1:
+        return str(start + 1)
+    return f"{start + 1 if length else start},{length}"

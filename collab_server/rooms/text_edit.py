@@ -76,6 +76,23 @@ def diff_text(old: str, new: str) -> TextDiff:
     return TextDiff(edits, steps, coarse)
 
 
+def changed_lines(
+    old: str, new: str
+) -> tuple[list[str], list[str], list[tuple[int, int, int, int]]]:
+    """Both texts' lines, and the blocks that differ: old lines [i1, i2) became new lines
+    [j1, j2), in order, found within the same budget as `text_edits` (a stretch past it is one
+    block). What a line diff (`GET …/diff`) is made of."""
+    a, b = old.splitlines(keepends=True), new.splitlines(keepends=True)
+    head = 0
+    while head < min(len(a), len(b)) and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < min(len(a), len(b)) - head and a[-1 - tail] == b[-1 - tail]:
+        tail += 1
+    blocks, _, _ = _line_blocks(a[head : len(a) - tail], b[head : len(b) - tail])
+    return a, b, [(i1 + head, i2 + head, j1 + head, j2 + head) for i1, i2, j1, j2 in blocks]
+
+
 def _differing_lines(old: str, new: str) -> tuple[int, int, int]:
     """Where the lines that differ start (in both) and end (in old, in new).
 
