@@ -14,8 +14,9 @@ import pytest
 from anyio import wait_all_tasks_blocked
 
 from collab_server.protocol.update import UpdateLimits
+from collab_server.rooms.admission import CheckedUpdate
 from collab_server.rooms.intake import UpdateIntake
-from collab_server.rooms.room import CheckedUpdate, Room
+from collab_server.rooms.room import Room
 from collab_server.rooms.snapshot import load_stored
 from persistence import StoreError, StoreUnavailable
 from persistence.memory import MemoryStore

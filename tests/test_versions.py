@@ -286,8 +286,8 @@ async def test_an_edit_stored_while_a_version_is_saved_waits_for_the_next_one() 
     store.gate.set()
     saved = await saving
     assert saved.authors == ("server",)
-    assert room.first_edit_since_version is not None  # the checkpoint at unload will come
-    assert room.editors() == ["server"]
+    assert room.editors.first_edit is not None  # the checkpoint at unload will come
+    assert room.editors.names() == ["server"]
 
 
 class SlowVersionStore(MemoryStore):

@@ -47,11 +47,11 @@ async def save_version(
     store: Store, room: Room, *, label: str | None, automatic: bool
 ) -> VersionRecord:
     """Save the room's document as it is now, naming who edited since the last version."""
-    editors, edits = room.editors(), room.edits
+    editors, edits = room.editors.names(), room.editors.edits
     saved = await store.save_version(
         room.id, room.full_update(), label=label, automatic=automatic, authors=editors
     )
-    room.version_saved(edits)
+    room.editors.version_saved(edits)
     return saved
 
 
@@ -80,7 +80,7 @@ class Checkpoints:
         self._running: set[str] = set()  # rooms whose checkpoint is being saved
 
     def after_edit(self, room: Room) -> None:
-        edited_at = room.first_edit_since_version
+        edited_at = room.editors.first_edit
         if not self._every or edited_at is None or room.id in self._running:
             return
         if self._now() - edited_at >= self._every and self._jobs.running:
@@ -88,7 +88,7 @@ class Checkpoints:
             self._jobs.start(self._checkpoint(room), f"room {room.id}: checkpoint")
 
     async def at_unload(self, room: Room) -> None:
-        if room.first_edit_since_version is not None:
+        if room.editors.first_edit is not None:
             await self._checkpoint(room)
 
     async def _checkpoint(self, room: Room) -> None:

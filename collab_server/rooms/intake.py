@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from collab_server.rooms.admission import CheckedUpdate
 from collab_server.rooms.peer import Peer
-from collab_server.rooms.room import CheckedUpdate, Room
+from collab_server.rooms.room import Room
 
 
 class UpdateIntake:

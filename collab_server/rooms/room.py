@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from typing import NewType
 
-from pycrdt import Text, get_state, merge_updates
+from pycrdt import Text, merge_updates
 
 from collab_server.languages import LANGUAGES
 from collab_server.protocol import (
@@ -34,15 +32,14 @@ from collab_server.protocol import (
     encode_update,
 )
 from collab_server.protocol.update import (
-    DecodedUpdate,
     UpdateLimits,
     UpdateRefused,
     decode_update,
     refused,
 )
+from collab_server.rooms.admission import Admission, CheckedUpdate, check_update
 from collab_server.rooms.document import (
     LANGUAGE_KEY,
-    META_MAP,
     SERVER_CLIENT_ID,
     CrdtFailure,
     apply_update,
@@ -51,12 +48,12 @@ from collab_server.rooms.document import (
     new_document,
     text_of,
 )
+from collab_server.rooms.editors import Editors
 from collab_server.rooms.peer import OutboundUpdate, Peer
 from collab_server.rooms.presence import Presence
 from collab_server.rooms.snapshot import (
     LogUnreplayable,
     Replay,
-    check_stored,
     load_stored,
     log_parts,
 )
@@ -70,37 +67,10 @@ EMPTY_UPDATE = b"\x00\x00"
 # Decoding and checking updates larger than this (Python: about 5 us a struct) runs off the
 # event loop, so that a big paste or an 8 MB import does not hold up every other room.
 HEAVY_UPDATE_BYTES = 64 * 1024
-# How a version names edits made over REST and by the server itself (a restore).
-SERVER_AUTHOR = "server"
-# A client's update that skips clocks the room has not seen yet (a client that reconnected and
-# typed before its sync step 2, or whose old connection's updates are still being read) waits
-# here until the missing ones arrive: yrs would integrate it after a hole and could then lose
-# the items that fill it. Bounded: beyond these it is refused (4422), as Yjs would hold it.
-MAX_PARKED_UPDATES = 64
-MAX_PARKED_BYTES = 1024 * 1024
 
-
-CheckedUpdate = NewType("CheckedUpdate", DecodedUpdate)
-"""An update decoded within the limits and read by yrs (`Room.check`): the only kind a room
-stores. What the document itself must allow is checked when it is stored."""
 
 # What a client sends that the room answers without storing anything.
 ClientRequest = SyncStep1 | AwarenessMessage | QueryAwareness | AuthMessage
-
-
-def _check(update: bytes, limits: UpdateLimits) -> CheckedUpdate:
-    """Decode an update within `limits` and make sure yrs reads it too; raise `UpdateRefused`.
-    Needs no document: may run in a thread."""
-    decoded = decode_update(update, limits)
-    try:
-        get_state(update)
-    except ValueError as error:
-        raise refused(f"the CRDT core cannot decode it: {error}") from error
-    except BaseException as error:
-        if not is_panic(error):
-            raise
-        raise refused(f"the CRDT core cannot decode it: {error}") from error
-    return CheckedUpdate(decoded)
 
 
 class RoomDeleted(Exception):
@@ -152,22 +122,14 @@ class Room:
         self.log_rows = log_rows  # updates in the store's log since the last snapshot
         self.log_bytes = log_bytes
         self.limits = limits
-        self._shape = state.shape
-        self._shape_stale = False  # it holds updates that were checked but not stored
-        self._encoded = b""  # the document's state to rebuild a stale shape from
+        self._admission = Admission(room_id, state.shape, limits, self._parked_refused)
         self._checking = asyncio.Lock()  # the shape is checked (and changed) by one at a time
-        self._parked: list[CheckedUpdate] = []  # updates waiting for the clocks they skip
         # The server's edits share one client id: each is made from the document the previous
         # one left (the same clock twice would be two contents for one id).
         self._own_edits = asyncio.Lock()
         self._store = store
         self._presence = Presence(room_id=room_id)
-        # Who stored edits since the last version: connections here, names of those that left.
-        self._editors: set[Peer] = set()
-        self._departed_editors: set[str] = set()
-        self._server_edited = False
-        self.first_edit_since_version: float | None = None  # time.monotonic()
-        self.edits = 0  # batches stored so far
+        self.editors = Editors(self._presence.names_of)  # since the last version
         self._listener = listener or RoomListener()
         # Each batch applies after the one admitted before it: the store's order.
         self._last_turn: asyncio.Future[None] | None = None
@@ -197,9 +159,7 @@ class Room:
     def leave(self, peer: Peer) -> None:
         """Remove a peer and tell the others that its cursors are gone."""
         self.peers.discard(peer)
-        if peer in self._editors:
-            self._editors.discard(peer)
-            self._departed_editors.update(self._presence.names_of(peer))
+        self.editors.left(peer)
         self._relay_presence(self._presence.remove_peer(peer))
         logger.info("room %s peer %s left (%d peers)", self.id, peer.id, len(self.peers))
 
@@ -244,8 +204,8 @@ class Room:
         or over them, or yrs cannot read it."""
         try:
             if len(update) > HEAVY_UPDATE_BYTES:
-                return await asyncio.to_thread(_check, update, self.limits)
-            return _check(update, self.limits)
+                return await asyncio.to_thread(check_update, update, self.limits)
+            return check_update(update, self.limits)
         except UpdateRefused as error:
             self._listener.update_refused(self, error)
             raise
@@ -271,9 +231,11 @@ class Room:
             raise RoomDeleted(self.id)
         async with self._checking:
             if sum(len(update.data) for update in updates) > HEAVY_UPDATE_BYTES:
-                admitted = await asyncio.to_thread(self._admit, updates, origin is not None)
+                admitted = await asyncio.to_thread(
+                    self._admission.admit, updates, origin is not None
+                )
             else:
-                admitted = self._admit(updates, origin is not None)
+                admitted = self._admission.admit(updates, origin is not None)
             accepted, refusal, meta = admitted
             work = None
             if accepted:
@@ -293,58 +255,6 @@ class Room:
         if refusal is not None:
             raise refusal
 
-    def _admit(
-        self, updates: list[CheckedUpdate], parkable: bool
-    ) -> tuple[list[CheckedUpdate], UpdateRefused | None, bool]:
-        """The updates the document allows, up to the first it refuses (and that refusal),
-        and whether they touch the `meta` map; `parkable`: one that skips clocks may wait for
-        them (a client's, not a REST write's). Touches the shape only: may run in a thread."""
-        if self._shape_stale:
-            self._shape = check_stored([self._encoded], self.limits)
-            self._shape_stale = False
-        accepted: list[CheckedUpdate] = []
-        meta = False
-        for update in updates:
-            try:
-                meta |= META_MAP in self._shape.admit(update)
-            except UpdateRefused as error:
-                if not (error.kind == "gap" and parkable and self._park(update)):
-                    return accepted, error, meta
-                continue
-            accepted.append(update)
-            if self._parked:
-                meta |= self._unpark(accepted)
-        return accepted, None, meta
-
-    def _park(self, update: CheckedUpdate) -> bool:
-        parked_bytes = sum(len(parked.data) for parked in self._parked) + len(update.data)
-        if len(self._parked) >= MAX_PARKED_UPDATES or parked_bytes > MAX_PARKED_BYTES:
-            return False
-        self._parked.append(update)
-        logger.info("room %s: an update waits for the clocks it skips", self.id)
-        return True
-
-    def _unpark(self, accepted: list[CheckedUpdate]) -> bool:
-        """Admit the parked updates whose missing clocks have arrived (into `accepted`); return
-        whether one touches `meta`."""
-        meta = False
-        while True:
-            waiting = []
-            for update in self._parked:
-                try:
-                    meta |= META_MAP in self._shape.admit(update)
-                except UpdateRefused as error:
-                    if error.kind == "gap":
-                        waiting.append(update)
-                    else:  # its sender heard nothing: it resends it on its next sync
-                        self._listener.update_refused(self, error)
-                        logger.warning("room %s: a parked update refused: %s", self.id, error)
-                    continue
-                accepted.append(update)
-            moved, self._parked = len(waiting) != len(self._parked), waiting
-            if not moved or not waiting:
-                return meta
-
     async def _store_and_apply(
         self,
         updates: list[CheckedUpdate],
@@ -362,8 +272,7 @@ class Room:
                 raise RoomDeleted(self.id) from error
             except BaseException:
                 # The shape holds updates the document will not: rebuilt from the document.
-                self._shape_stale = True
-                self._encoded = self.doc.get_update()
+                self._admission.lost_sync(self.doc.get_update())
                 raise
             if previous is not None:
                 await previous
@@ -386,13 +295,7 @@ class Room:
         outbound = OutboundUpdate(update, encode_update(update))
         for peer in self.peers:
             peer.send_update(outbound)
-        if origin is None:
-            self._server_edited = True
-        else:
-            self._editors.add(origin)
-        if self.first_edit_since_version is None:
-            self.first_edit_since_version = time.monotonic()
-        self.edits += 1
+        self.editors.stored(origin)
         size = sum(map(len, raw))
         self.log_rows += len(raw)
         self.log_bytes += size
@@ -417,6 +320,11 @@ class Room:
         except (StoreError, LogUnreplayable) as error:
             self._break(f"could not rebuild after a failed update: {error}")
 
+    def _parked_refused(self, error: UpdateRefused) -> None:
+        # Its sender heard nothing: it resends it on its next sync.
+        self._listener.update_refused(self, error)
+        logger.warning("room %s: a parked update refused: %s", self.id, error)
+
     def _break(self, reason: str) -> None:
         logger.error("room %s: %s", self.id, reason)
         self.broken = True
@@ -424,8 +332,7 @@ class Room:
 
     def _replace_state(self, state: Replay) -> None:
         self.doc = state.doc
-        self._shape = state.shape
-        self._shape_stale = False
+        self._admission.reset(state.shape)
         self._language_changed()
 
     def _relay_presence(self, changed: list[AwarenessEntry]) -> None:
@@ -469,7 +376,7 @@ class Room:
         try:
             for update in updates:
                 decoded = decode_update(update, self.limits, strict=False)
-                meta |= META_MAP in self._shape.admit(decoded, strict=False)
+                meta |= self._admission.admit_stored(decoded)
                 apply_update(self.doc, update)
         except (ProtocolError, CrdtFailure) as error:
             self._break(f"a stored update from another process does not apply: {error}")
@@ -492,24 +399,6 @@ class Room:
         return encode_awareness_message(encode_awareness(entries))
 
     # -- content ------------------------------------------------------------------------------
-
-    def editors(self) -> list[str]:
-        """Who stored edits since the last version: the names their clients announce, and
-        `SERVER_AUTHOR` for REST writes and the server's own edits."""
-        names = set(self._departed_editors)
-        for peer in self._editors:
-            names.update(self._presence.names_of(peer))
-        return sorted(names) + ([SERVER_AUTHOR] if self._server_edited else [])
-
-    def version_saved(self, through: int) -> None:
-        """A version holds the document as it was after `through` edits: count editors afresh,
-        unless edits came meanwhile (they wait for the next version, with their editors)."""
-        if self.edits != through:
-            return
-        self._editors.clear()
-        self._departed_editors.clear()
-        self._server_edited = False
-        self.first_edit_since_version = None
 
     def text(self, name: str) -> Text:
         """The shared text `name` (y-codemirror.next uses "codemirror")."""
