@@ -160,17 +160,15 @@ class RoomHistory:
         self, room_id: str, version_id: int, names: list[str], *, opener: str | None
     ) -> tuple[VersionRecord, VersionRecord]:
         """Make the texts `names` and the `meta` map (the language and other room settings)
-        what they were in the version, as edits everyone follows; return the version saved just
-        before and the one just after."""
+        what they were in the version, as one edit everyone follows; return the version saved
+        just before and the one just after."""
         state = await self.state(room_id, version_id)
         texts, meta = await asyncio.to_thread(_contents, state, names)
         async with self._registry.lease(room_id, create=False, opener=opener) as room:
             before = await self._save(
                 room, label=f"before restoring version {version_id}", automatic=True
             )
-            for name, text in texts.items():
-                await room.replace_text(name, text)
-            await room.replace_meta(meta)
+            await room.restore(texts, meta)
             after = await self._save(room, label=f"restored version {version_id}", automatic=True)
         return before, after
 

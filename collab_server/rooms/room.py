@@ -57,7 +57,7 @@ from collab_server.rooms.snapshot import (
     load_stored,
     log_parts,
 )
-from collab_server.rooms.text_edit import replacement_update
+from collab_server.rooms.text_edit import replacement_update, restoration_update
 from persistence import BUFFERED, RoomMissing, Store, StoredLog, StoreError
 
 logger = logging.getLogger(__name__)
@@ -420,26 +420,20 @@ class Room:
 
     async def set_language(self, language: str) -> None:
         """Set `meta.language` as an editor would, through the store-then-relay path."""
-        await self._change_meta({LANGUAGE_KEY: language}, keep_others=True)
-
-    async def replace_meta(self, entries: dict[str, object]) -> None:
-        """Make the `meta` map hold exactly `entries` (a restore), as one edit."""
-        await self._change_meta(entries, keep_others=False)
-
-    async def _change_meta(self, entries: dict[str, object], *, keep_others: bool) -> None:
         # On a copy of the whole document: a map key written without the current state would
         # be concurrent with the existing value, and could lose to it.
         async with self._own_edits:
             scratch = new_document(self.doc.get_update(), client_id=SERVER_CLIENT_ID)
             before = scratch.get_state()
-            meta = meta_of(scratch)
-            with scratch.transaction():
-                for key in [] if keep_others else [k for k in meta.keys() if k not in entries]:
-                    del meta[key]
-                for key, value in entries.items():
-                    if key not in meta or meta[key] != value:
-                        meta[key] = value
-            update = scratch.get_update(before)
+            meta_of(scratch)[LANGUAGE_KEY] = language
+            await self.write(scratch.get_update(before))
+
+    async def restore(self, texts: dict[str, str], meta: dict[str, object]) -> None:
+        """Make the texts named in `texts` and the `meta` map what they hold, by minimal edits
+        in one transaction (a version restored), relayed to every peer."""
+        async with self._own_edits:
+            state = self.doc.get_update()
+            update = await asyncio.to_thread(restoration_update, state, texts, meta)
             if update != EMPTY_UPDATE:
                 await self.write(update)
 

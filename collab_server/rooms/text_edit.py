@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from itertools import accumulate
 
-from collab_server.rooms.document import SERVER_CLIENT_ID, new_document, text_of
+from collab_server.rooms.document import SERVER_CLIENT_ID, meta_of, new_document, text_of
 
 # Past this many differing code points (old and new together, once the common start and end are
 # cut off) the middle is replaced in one edit without looking at its lines. Splitting and
@@ -268,11 +268,39 @@ def replacement_update(state: bytes, name: str, new: str) -> bytes:
     It is computed on a scratch copy, so the live document only ever receives it through the
     same store-then-apply path as a client's update.
     """
+    return restoration_update(state, {name: new})
+
+
+def restoration_update(
+    state: bytes, texts: dict[str, str], meta: dict[str, object] | None = None
+) -> bytes:
+    """One update, one transaction, that turns each text named in `texts` into its new value
+    by minimal edits, and (if given) makes the `meta` map hold exactly `meta` (a restore)."""
     scratch = new_document(state, client_id=SERVER_CLIENT_ID)
-    text = text_of(scratch, name)
-    old = str(text)
-    # pycrdt counts UTF-8 bytes: convert every edit in one pass, not one encoding per edit of
-    # the whole text before it (quadratic when a long file has an edit on every other line).
+    edits = {name: _byte_spans(str(text_of(scratch, name)), new) for name, new in texts.items()}
+    before = scratch.get_state()
+    with scratch.transaction():
+        for name, spans in edits.items():
+            text = text_of(scratch, name)
+            for start, end, insert in reversed(spans):  # from the end, so offsets stay valid
+                if end > start:
+                    del text[start:end]
+                if insert:
+                    text.insert(start, insert)
+        if meta is not None:
+            settings = meta_of(scratch)
+            for key in [key for key in settings.keys() if key not in meta]:
+                del settings[key]
+            for key, value in meta.items():
+                if key not in settings or settings[key] != value:
+                    settings[key] = value
+    return scratch.get_update(before)
+
+
+def _byte_spans(old: str, new: str) -> list[tuple[int, int, str]]:
+    """`text_edits` in UTF-8 byte offsets, as pycrdt counts."""
+    # Every edit converted in one pass, not one encoding per edit of the whole text before it
+    # (quadratic when a long file has an edit on every other line).
     spans: list[tuple[int, int, str]] = []
     index = offset = 0
     for edit in text_edits(old, new):
@@ -280,11 +308,4 @@ def replacement_update(state: bytes, name: str, new: str) -> bytes:
         offset = start + len(old[edit.start : edit.end].encode())
         index = edit.end
         spans.append((start, offset, edit.insert))
-    before = scratch.get_state()
-    with scratch.transaction():
-        for start, end, insert in reversed(spans):  # from the end, so offsets stay valid
-            if end > start:
-                del text[start:end]
-            if insert:
-                text.insert(start, insert)
-    return scratch.get_update(before)
+    return spans
