@@ -52,6 +52,10 @@ PENDING: Final = (-1, -1)
 Undo = Callable[[], object]
 
 
+def _nothing() -> None:
+    pass
+
+
 class _Ranges:
     """One client's clock ranges and their parents, sorted, adjacent equal parents joined."""
 
@@ -111,20 +115,34 @@ class _Ranges:
 
     def assign(self, start: int, end: int, parent: Parent) -> Undo:
         """Give the covered range [start, end) a new parent, splitting ranges as needed."""
-        saved = (list(self.starts), list(self.ends), list(self.parents))
-        index = self.find(start)
-        while 0 <= index < len(self.starts) and self.starts[index] < end:
-            s, e, p = self.starts[index], self.ends[index], self.parents[index]
+        first = last = self.find(start)
+        if first < 0:
+            return _nothing
+        while last < len(self.starts) and self.starts[last] < end:
+            last += 1
+        # The undo keeps only the ranges replaced: a copy of all of them for each of the
+        # thousands of items a snapshot places at once took gigabytes.
+        replaced = (self.starts[first:last], self.ends[first:last], self.parents[first:last])
+        starts: list[int] = []
+        ends: list[int] = []
+        parents: list[Parent] = []
+        for s, e, p in zip(*replaced, strict=True):
             cut_start, cut_end = max(s, start), min(e, end)
-            candidates = ((s, cut_start, p), (cut_start, cut_end, parent), (cut_end, e, p))
-            pieces = [piece for piece in candidates if piece[0] < piece[1]]
-            self.starts[index : index + 1] = [piece[0] for piece in pieces]
-            self.ends[index : index + 1] = [piece[1] for piece in pieces]
-            self.parents[index : index + 1] = [piece[2] for piece in pieces]
-            index += len(pieces)
+            for piece in ((s, cut_start, p), (cut_start, cut_end, parent), (cut_end, e, p)):
+                if piece[0] < piece[1]:
+                    starts.append(piece[0])
+                    ends.append(piece[1])
+                    parents.append(piece[2])
+        self.starts[first:last], self.ends[first:last], self.parents[first:last] = (
+            starts,
+            ends,
+            parents,
+        )
+        placed = len(starts)
 
         def restore() -> None:
-            self.starts, self.ends, self.parents = saved
+            stop = first + placed
+            self.starts[first:stop], self.ends[first:stop], self.parents[first:stop] = replaced
 
         return restore
 
