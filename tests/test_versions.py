@@ -73,7 +73,7 @@ async def test_versions_come_a_page_at_a_time(server: RunningServer) -> None:
         assert (await http.post("/api/rooms", json={"id": "paged"})).status_code == 201
         ids = [(await save(http, "paged", f"v{n}"))["id"] for n in range(5)]
         first = (await http.get(versions_path("paged"), params={"limit": 2})).json()
-        assert [v["id"] for v in first["versions"]] == ids[:2:-1][:2]
+        assert [v["id"] for v in first["versions"]] == [ids[4], ids[3]]
         rest = await http.get(
             versions_path("paged"), params={"limit": 10, "cursor": first["next_cursor"]}
         )
@@ -98,6 +98,21 @@ async def test_a_diff_compares_versions_and_the_room_now(server: RunningServer) 
         assert (missing.status_code, missing.json()["error"]) == (404, "version_not_found")
         nonsense = await http.get(f"{versions_path('diffs')}/latest/diff/current")
         assert nonsense.status_code == 404
+
+
+async def test_version_ids_anyone_can_type_get_404_or_422_not_500(server: RunningServer) -> None:
+    async with server.http() as http:
+        assert (await http.post("/api/rooms", json={"id": "ids"})).status_code == 201
+        path = versions_path("ids")
+        for raw in ["9" * 20, "²", "1" * 5000, "-1"]:
+            for suffix in ["", "/text", "/update"]:
+                answer = await http.get(f"{path}/{raw}{suffix}")
+                assert (answer.status_code, answer.json()["error"]) == (404, "version_not_found")
+            diff = await http.get(f"{path}/{raw}/diff/current")
+            assert diff.status_code == 404
+            assert (await http.delete(f"{path}/{raw}")).status_code == 404
+            listed = await http.get(path, params={"cursor": raw})
+            assert (listed.status_code, listed.json()["error"]) == (422, "invalid_cursor")
 
 
 async def test_a_diff_past_its_size_is_refused_with_413(server: RunningServer) -> None:

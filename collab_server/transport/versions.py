@@ -32,7 +32,8 @@ from persistence import VersionRecord
 logger = logging.getLogger(__name__)
 
 VERSIONS_PATH = ROOM_PATH + "/versions"
-VERSION_PATH = VERSIONS_PATH + "/{version:int}"
+VERSION_PATH = VERSIONS_PATH + "/{version}"
+MAX_VERSION_ID = 2**63 - 1  # ids are 64-bit integers in every store
 
 
 class SaveVersion(BaseModel):
@@ -77,6 +78,23 @@ def _view(record: VersionRecord) -> VersionView:
     )
 
 
+def _parsed_id(raw: str) -> int | None:
+    """A version id written in ASCII digits within what the stores hold (64-bit), else None:
+    `int()` of `"²"` or of 5,000 digits raises, and SQLite and asyncpg fail on ids past 2**63."""
+    if raw.isascii() and raw.isdigit() and len(raw) <= 19 and int(raw) <= MAX_VERSION_ID:
+        return int(raw)
+    return None
+
+
+def _version_id(request: Request) -> int:
+    """The path's version id, or 404."""
+    raw: str = request.path_params["version"]
+    version_id = _parsed_id(raw)
+    if version_id is None:
+        raise ApiError(404, "version_not_found", f"no version {raw[:40]!r}")
+    return version_id
+
+
 def _not_found(error: VersionMissing) -> ApiError:
     return ApiError(404, "version_not_found", str(error))
 
@@ -100,11 +118,10 @@ async def list_versions(request: Request) -> Response:
     room_id = await room_id_for(request, Role.VIEWER)
     limit = page_limit(request)
     cursor = request.query_params.get("cursor")
-    if cursor is not None and not cursor.isdigit():
+    before = None if cursor is None else _parsed_id(cursor)
+    if cursor is not None and before is None:
         raise ApiError(422, "invalid_cursor", "cursor must be a version id")
-    found = await services(request).history.page(
-        room_id, limit, int(cursor) if cursor is not None else None
-    )
+    found = await services(request).history.page(room_id, limit, before)
     next_cursor = found[-1].id if len(found) == limit else None
     return json_answer(VersionList(versions=[_view(v) for v in found], next_cursor=next_cursor))
 
@@ -112,7 +129,7 @@ async def list_versions(request: Request) -> Response:
 async def get_version(request: Request) -> Response:
     room_id = await room_id_for(request, Role.VIEWER)
     try:
-        found = await services(request).history.get(room_id, request.path_params["version"])
+        found = await services(request).history.get(room_id, _version_id(request))
     except VersionMissing as error:
         raise _not_found(error) from error
     return json_answer(_view(found))
@@ -123,9 +140,7 @@ async def get_version_text(request: Request) -> Response:
     name = text_name(request)
     history = services(request).history
     try:
-        text = await history.text(
-            room_id, request.path_params["version"], name, client_address(request)
-        )
+        text = await history.text(room_id, _version_id(request), name, client_address(request))
     except VersionMissing as error:
         raise _not_found(error) from error
     return PlainTextResponse(text, headers=NO_SNIFF)
@@ -135,7 +150,7 @@ async def get_version_update(request: Request) -> Response:
     """The document then as one Yjs update (v1), as `GET …/update` gives it now."""
     room_id = await room_id_for(request, Role.VIEWER)
     try:
-        state = await services(request).history.state(room_id, request.path_params["version"])
+        state = await services(request).history.state(room_id, _version_id(request))
     except VersionMissing as error:
         raise _not_found(error) from error
     return Response(state, media_type="application/octet-stream", headers=NO_SNIFF)
@@ -158,11 +173,12 @@ async def diff_versions(request: Request) -> Response:
 
 
 def _version_or_current(raw: str) -> int | str:
-    if raw == CURRENT:
-        return CURRENT
-    if not raw.isdigit():
-        raise ApiError(404, "version_not_found", f"{raw!r} is neither a version id nor current")
-    return int(raw)
+    version_id = CURRENT if raw == CURRENT else _parsed_id(raw)
+    if version_id is None:
+        raise ApiError(
+            404, "version_not_found", f"{raw[:40]!r} is neither a version id nor current"
+        )
+    return version_id
 
 
 async def restore_version(request: Request) -> Response:
@@ -170,7 +186,7 @@ async def restore_version(request: Request) -> Response:
     edit every client follows, with the state before it saved as a version."""
     room_id = await room_id_for(request, Role.EDITOR)
     name = text_name(request)
-    version_id = request.path_params["version"]
+    version_id = _version_id(request)
     try:
         before, after = await services(request).history.restore(
             room_id, version_id, [name], opener=client_address(request)
@@ -184,7 +200,7 @@ async def restore_version(request: Request) -> Response:
 async def delete_version(request: Request) -> Response:
     room_id = await room_id_for(request, Role.ADMIN)
     try:
-        await services(request).history.delete(room_id, request.path_params["version"])
+        await services(request).history.delete(room_id, _version_id(request))
     except VersionMissing as error:
         raise _not_found(error) from error
     return Response(status_code=204)
