@@ -15,6 +15,7 @@ from pycrdt import Doc, Text
 
 from collab_server.auth import Role, mint_token
 from collab_server.protocol.update import UpdateLimits
+from collab_server.rooms.editors import MAX_AUTHOR_CHARS, MAX_AUTHORS, SERVER_AUTHOR, Editors
 from collab_server.rooms.history import save_version
 from collab_server.rooms.room import Room
 from collab_server.rooms.snapshot import load_stored
@@ -22,7 +23,7 @@ from collab_server.settings import Settings
 from persistence import VersionRecord
 from persistence.memory import MemoryStore
 from tests.conftest import RunningServer, run_server
-from tests.helpers import bearer, keystrokes, text_path
+from tests.helpers import FakeSocket, bearer, keystrokes, text_path
 from tests.polling import poll
 from tests.yclient import yclient
 
@@ -328,3 +329,19 @@ class SlowVersionStore(MemoryStore):
         return await super().save_version(
             room_id, state, label=label, automatic=automatic, authors=authors
         )
+
+
+def test_a_versions_authors_are_bounded_in_number_and_length() -> None:
+    """Names are what clients announce: 300 editors named with 10,000 characters each."""
+    peers = [FakeSocket().peer("r") for _ in range(300)]
+    names = {peer: [f"{number:03} " + "x" * 10_000] for number, peer in enumerate(peers)}
+    editors = Editors(lambda peer: names[peer])
+    for peer in peers[:150]:
+        editors.stored(peer)
+    for peer in peers[150:]:
+        editors.stored(peer)
+        editors.left(peer)
+    editors.stored(None)
+    authors = editors.names()
+    assert len(authors) == MAX_AUTHORS + 1 and authors[-1] == SERVER_AUTHOR
+    assert all(len(name) <= MAX_AUTHOR_CHARS for name in authors)

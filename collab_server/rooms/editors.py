@@ -13,6 +13,10 @@ from collab_server.rooms.peer import Peer
 
 # How a version names edits made over REST and by the server itself (a restore).
 SERVER_AUTHOR = "server"
+# Names come from what clients announce: a version keeps at most this many, each cut to this
+# length (a room may hold thousands of presence states of up to 64 KiB).
+MAX_AUTHORS = 100
+MAX_AUTHOR_CHARS = 100
 
 Names = Callable[[Peer], list[str]]  # the names a connection's clients announce
 
@@ -39,14 +43,18 @@ class Editors:
     def left(self, peer: Peer) -> None:
         if peer in self._connected:
             self._connected.discard(peer)
-            self._departed.update(self._names_of(peer))
+            if len(self._departed) < MAX_AUTHORS:
+                self._departed.update(_short(self._names_of(peer)))
 
     def names(self) -> list[str]:
-        """The editors' names, and `SERVER_AUTHOR` last if REST or the server edited."""
+        """The editors' names (at most `MAX_AUTHORS`), and `SERVER_AUTHOR` last if REST or the
+        server edited."""
         names = set(self._departed)
         for peer in self._connected:
-            names.update(self._names_of(peer))
-        return sorted(names) + ([SERVER_AUTHOR] if self._server else [])
+            if len(names) >= MAX_AUTHORS:
+                break
+            names.update(_short(self._names_of(peer)))
+        return sorted(names)[:MAX_AUTHORS] + ([SERVER_AUTHOR] if self._server else [])
 
     def version_saved(self, through: int) -> None:
         """A version holds the document as it was after `through` edits: count afresh, unless
@@ -57,3 +65,7 @@ class Editors:
         self._departed.clear()
         self._server = False
         self.first_edit = None
+
+
+def _short(names: list[str]) -> list[str]:
+    return [name[:MAX_AUTHOR_CHARS] for name in names]

@@ -111,10 +111,7 @@ class RoomHistory:
     ) -> VersionRecord:
         """Save the room's document as it is now; raises `RoomMissing`."""
         async with self._registry.lease(room_id, create=False, opener=opener) as room:
-            return await self._save(room, label=label, automatic=automatic)
-
-    async def _save(self, room: Room, *, label: str | None, automatic: bool) -> VersionRecord:
-        return await save_version(self._store, room, label=label, automatic=automatic)
+            return await save_version(self._store, room, label=label, automatic=automatic)
 
     async def page(self, room_id: str, limit: int, before: int | None) -> list[VersionRecord]:
         return await self._store.page_versions(room_id, limit, before=before)
@@ -165,11 +162,13 @@ class RoomHistory:
         state = await self.state(room_id, version_id)
         texts, meta = await asyncio.to_thread(_contents, state, names)
         async with self._registry.lease(room_id, create=False, opener=opener) as room:
-            before = await self._save(
-                room, label=f"before restoring version {version_id}", automatic=True
+            before = await save_version(
+                self._store, room, label=f"before restoring version {version_id}", automatic=True
             )
             await room.restore(texts, meta)
-            after = await self._save(room, label=f"restored version {version_id}", automatic=True)
+            after = await save_version(
+                self._store, room, label=f"restored version {version_id}", automatic=True
+            )
         return before, after
 
 

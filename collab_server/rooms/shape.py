@@ -380,6 +380,8 @@ class DocumentShape:
 
     def _wait(self, client: int, struct: Struct) -> None:
         self._waiting.setdefault(client, []).append(struct)
+        if self._waiting_index is not None:  # built earlier in this admit: keep it whole
+            self._waiting_index[(struct.client, struct.clock)] = struct
 
     def _retry_waiting(self) -> None:
         """Place the items waiting on clients whose ranges changed, until nothing moves."""
