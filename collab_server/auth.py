@@ -3,11 +3,13 @@
 Off unless `COLLAB_AUTH_SECRET` is set; then every room and API call needs a token. A token is a
 JWT signed with that secret (HS256), so a team's own backend can mint them with any JWT library:
 
-    {"room": "*" or a room id, "role": "viewer" | "editor" | "admin", "exp": <optional>}
+    {"room": "*" or a room id, "role": "viewer" | "editor" | "admin", "exp": <optional>,
+     "sub": <optional user id>, "name": <optional display name>}
 
 A viewer reads (sync, text, completion) and shows its cursor; an editor also writes and creates
 rooms; an admin also deletes them. A token for one room opens that room and no other (the editor
-page puts only such a token, below admin, into the links it shares).
+page puts only such a token, below admin, into the links it shares). `sub` and `name` say who holds
+it: what they write is attributed to that person (blame), whatever name their editor shows.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ class Forbidden(AuthError):
 class Grant:
     room: str  # a room id, or ALL_ROOMS
     role: Role
+    user: str | None = None  # the token's `sub`: who holds it, if it says
+    name: str | None = None  # the token's `name`: how to show them
 
     def covers(self, room_id: str) -> bool:
         return self.room in (ALL_ROOMS, room_id)
@@ -101,19 +105,35 @@ class Authenticator:
         except jwt.InvalidTokenError as error:
             raise Unauthenticated("the token is not valid") from error
         room, role = claims["room"], claims["role"]
-        if not isinstance(room, str) or not isinstance(role, str):
+        user, name = claims.get("sub"), claims.get("name")
+        if not all(isinstance(value, str) for value in (room, role)):
             raise Unauthenticated("the token's room and role must be strings")
+        if not all(value is None or isinstance(value, str) for value in (user, name)):
+            raise Unauthenticated("the token's sub and name must be strings")
         try:
-            return Grant(room, Role.parse(role))
+            return Grant(room, Role.parse(role), user or None, name or None)
         except ValueError as error:
             raise Unauthenticated(f"the token's role {role!r} is unknown") from error
 
 
-def mint_token(secret: str, room: str, role: Role, ttl_seconds: float | None = None) -> str:
-    """A token for `room` (or ALL_ROOMS) with `role`, expiring after `ttl_seconds` if given."""
+def mint_token(
+    secret: str,
+    room: str,
+    role: Role,
+    ttl_seconds: float | None = None,
+    *,
+    user: str | None = None,
+    name: str | None = None,
+) -> str:
+    """A token for `room` (or ALL_ROOMS) with `role`, expiring after `ttl_seconds` if given,
+    naming its holder (`user` becomes the `sub` claim) if given."""
     claims: dict[str, object] = {"room": room, "role": role.label, "iat": int(time.time())}
     if ttl_seconds is not None:
         claims["exp"] = int(time.time() + ttl_seconds)
+    if user:
+        claims["sub"] = user
+    if name:
+        claims["name"] = name
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 

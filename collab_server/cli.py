@@ -63,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
         help="viewer reads, editor also writes and creates rooms, admin also deletes (editor)",
     )
     token.add_argument("--ttl", type=float, help="seconds until it expires (default: never)")
+    token.add_argument(
+        "--user", help="who holds it (the `sub` claim): their edits are attributed to them"
+    )
+    token.add_argument("--name", help="the holder's name as history and blame show it")
     return parser
 
 
@@ -171,14 +175,23 @@ def copy_stores(source_url: str, target_url: str, room_ids: list[str]) -> None:
     print(f"copied {copied} of {len(results)} rooms")
 
 
-def print_token(settings: Settings, room: str, role: Role, ttl_seconds: float | None) -> None:
+def print_token(settings: Settings, arguments: argparse.Namespace) -> None:
     """`collab-server token`: what a team's own backend would mint, for hand-outs and scripts."""
+    room = arguments.room
     if settings.auth_secret is None:
         raise SystemExit("collab-server token: set COLLAB_AUTH_SECRET first")
     problem = None if room == ALL_ROOMS else room_id_problem(room)
     if problem is not None:
         raise SystemExit(f"collab-server token: {room!r} is not a room id: {problem}")
-    print(mint_token(settings.auth_secret.get_secret_value(), room, role, ttl_seconds))
+    token = mint_token(
+        settings.auth_secret.get_secret_value(),
+        room,
+        Role.parse(arguments.role),
+        arguments.ttl,
+        user=arguments.user,
+        name=arguments.name,
+    )
+    print(token)
 
 
 def run_migrations(settings: Settings) -> None:
@@ -207,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif arguments.command == "copy":
         copy_stores(arguments.source, arguments.target, arguments.rooms)
     elif arguments.command == "token":
-        print_token(settings, arguments.room, Role.parse(arguments.role), arguments.ttl)
+        print_token(settings, arguments)
 
 
 def _settings_errors(error: ValidationError) -> str:

@@ -6,6 +6,8 @@ from urllib.parse import urlsplit
 
 from persistence.base import (
     BUFFERED,
+    Author,
+    AuthorRange,
     RoomExists,
     RoomMissing,
     RoomRecord,
@@ -18,6 +20,8 @@ from persistence.base import (
 
 __all__ = [
     "BUFFERED",
+    "Author",
+    "AuthorRange",
     "RoomExists",
     "RoomMissing",
     "RoomRecord",

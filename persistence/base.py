@@ -66,6 +66,27 @@ class VersionRecord:
     size_bytes: int
 
 
+@dataclass(frozen=True, slots=True)
+class Author:
+    """A person the server saw write to a room."""
+
+    name: str
+    user: str | None = None  # the `sub` of their access token; None without one
+    self_declared: bool = False  # the name came from their own presence, not from a token
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorRange:
+    """Who wrote one client's items from `clock` for `length` clock ticks, and when (the last
+    of them). Keyed by (client, clock) in a room: saving a range again replaces it."""
+
+    client: int
+    clock: int
+    length: int
+    author: Author
+    time: datetime
+
+
 class Store(Protocol):
     """Durable storage of rooms. Every method may raise `StoreError`.
 
@@ -170,3 +191,10 @@ class Store(Protocol):
     async def prune_versions(self, room_id: str, keep: int, older_than: datetime | None) -> int:
         """Remove the room's automatic versions beyond the newest `keep`, and those made before
         `older_than`; named versions stay. Return how many went."""
+
+    async def save_authorship(self, room_id: str, ranges: Sequence[AuthorRange]) -> None:
+        """Keep who wrote these ranges of the room's items (replacing a range saved before with
+        the same client and clock); nothing if the room no longer exists."""
+
+    async def load_authorship(self, room_id: str) -> list[AuthorRange]:
+        """Every range of authorship kept for the room, by client and clock."""

@@ -2,7 +2,8 @@
 
 Bytes only, like the rest of this package: the snapshot and the log tail go over as they are (the
 snapshot as the first update), so the copy holds exactly what the source held; the server
-compacts it again when the room is next loaded. Versions go over with their times and labels.
+compacts it again when the room is next loaded. Versions go over with their times and labels,
+and who wrote what with them.
 Run it with no server writing to either store.
 """
 
@@ -62,6 +63,7 @@ async def copy_rooms(
                 # Accepted into an outage buffer is not written: a copy must be durable.
                 raise StoreUnavailable(f"the target could not store room {room_id!r} now")
             versions = await _copy_versions(source, target, room_id)
+            await target.save_authorship(room_id, await source.load_authorship(room_id))
         except Exception:
             # A half-copied room would be skipped by the next run: leave none behind.
             try:

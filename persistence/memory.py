@@ -7,7 +7,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from persistence.base import RoomExists, RoomMissing, RoomRecord, StoredLog, VersionRecord
+from persistence.base import (
+    AuthorRange,
+    RoomExists,
+    RoomMissing,
+    RoomRecord,
+    StoredLog,
+    VersionRecord,
+)
 
 
 @dataclass
@@ -21,6 +28,7 @@ class _Room:
     log: list[tuple[int, bytes]] = field(default_factory=list)
     last_seq: int = 0
     versions: dict[int, tuple[VersionRecord, bytes]] = field(default_factory=dict)
+    authorship: dict[tuple[int, int], AuthorRange] = field(default_factory=dict)
 
     def record(self, room_id: str) -> RoomRecord:
         size = len(self.snapshot or b"") + sum(len(data) for _, data in self.log)
@@ -189,3 +197,12 @@ class MemoryStore:
         for version_id in doomed:
             del room.versions[version_id]
         return len(doomed)
+
+    async def save_authorship(self, room_id: str, ranges: Sequence[AuthorRange]) -> None:
+        room = self._rooms.get(room_id)
+        if room is not None:
+            room.authorship.update(((found.client, found.clock), found) for found in ranges)
+
+    async def load_authorship(self, room_id: str) -> list[AuthorRange]:
+        room = self._rooms.get(room_id)
+        return [room.authorship[key] for key in sorted(room.authorship)] if room else []

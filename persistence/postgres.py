@@ -18,9 +18,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from persistence import postgres_authorship as authorship
 from persistence import postgres_versions as versions
 from persistence.base import (
     BUFFERED,
+    AuthorRange,
     RoomExists,
     RoomMissing,
     RoomRecord,
@@ -373,3 +375,13 @@ class PostgresStore:
     async def prune_versions(self, room_id: str, keep: int, older_than: datetime | None) -> int:
         async with self._connection() as conn:
             return await versions.prune(conn, room_id, keep, older_than)
+
+    # -- authorship (the SQL is in postgres_authorship) -----------------------------------------
+
+    async def save_authorship(self, room_id: str, ranges: Sequence[AuthorRange]) -> None:
+        async with self._connection() as conn:
+            await authorship.save(conn, room_id, ranges)
+
+    async def load_authorship(self, room_id: str) -> list[AuthorRange]:
+        async with self._connection() as conn:
+            return await authorship.load(conn, room_id)

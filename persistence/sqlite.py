@@ -24,8 +24,10 @@ from itertools import repeat
 from pathlib import Path
 from typing import TypeVar
 
+from persistence import sqlite_authorship as authorship
 from persistence import sqlite_versions as versions
 from persistence.base import (
+    AuthorRange,
     RoomExists,
     RoomMissing,
     RoomRecord,
@@ -152,6 +154,7 @@ class SQLiteStore:
         conn.execute("PRAGMA busy_timeout = 5000")
         conn.executescript(SCHEMA)
         conn.executescript(versions.SCHEMA)
+        conn.executescript(authorship.SCHEMA)
         self._conn = conn
 
     def _disconnect(self) -> None:
@@ -520,3 +523,13 @@ class SQLiteStore:
         return await self._run(
             lambda: self._transaction(lambda conn: versions.prune(conn, room_id, keep, before))
         )
+
+    # -- authorship (the SQL is in sqlite_authorship) -------------------------------------------
+
+    async def save_authorship(self, room_id: str, ranges: Sequence[AuthorRange]) -> None:
+        await self._run(
+            lambda: self._transaction(lambda conn: authorship.save(conn, room_id, ranges))
+        )
+
+    async def load_authorship(self, room_id: str) -> list[AuthorRange]:
+        return await self._read(lambda conn: authorship.load(conn, room_id))

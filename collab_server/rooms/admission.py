@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import NewType
 
 from pycrdt import get_state
@@ -36,6 +37,18 @@ MAX_PARKED_BYTES = 1024 * 1024
 CheckedUpdate = NewType("CheckedUpdate", DecodedUpdate)
 """An update decoded within the limits and read by yrs (`Room.check`): the only kind a room
 stores. What the document itself must allow is checked when it is stored."""
+
+
+@dataclass(slots=True)
+class Admitted:
+    """What `Admission.admit` lets through of a batch."""
+
+    updates: list[CheckedUpdate] = field(default_factory=list)  # allowed, in the store's order
+    refusal: UpdateRefused | None = None  # why the update after them was refused
+    meta: bool = False  # whether they touch the `meta` map
+    # The items they add that the document does not hold (client, start clock, end clock):
+    # what their author wrote.
+    placed: list[tuple[int, int, int]] = field(default_factory=list)
 
 
 def check_update(update: bytes, limits: UpdateLimits) -> CheckedUpdate:
@@ -70,28 +83,27 @@ class Admission:
         self._encoded = b""  # the document's state to rebuild a stale shape from
         self._parked: list[CheckedUpdate] = []  # updates waiting for the clocks they skip
 
-    def admit(
-        self, updates: list[CheckedUpdate], parkable: bool
-    ) -> tuple[list[CheckedUpdate], UpdateRefused | None, bool]:
-        """The updates the document allows, up to the first it refuses (and that refusal),
-        and whether they touch the `meta` map; `parkable`: one that skips clocks may wait for
-        them (a client's, not a REST write's). Touches the shape only: may run in a thread."""
+    def admit(self, updates: list[CheckedUpdate], parkable: bool) -> Admitted:
+        """The updates the document allows, up to the first it refuses; `parkable`: one that
+        skips clocks may wait for them (a client's, not a REST write's). Touches the shape
+        only: may run in a thread."""
         if self._stale:
             self._shape = check_stored([self._encoded], self._limits)
             self._stale = False
-        accepted: list[CheckedUpdate] = []
-        meta = False
+        admitted = Admitted()
         for update in updates:
             try:
-                meta |= META_MAP in self._shape.admit(update)
+                admitted.meta |= META_MAP in self._shape.admit(update)
             except UpdateRefused as error:
                 if not (error.kind == "gap" and parkable and self._park(update)):
-                    return accepted, error, meta
+                    admitted.refusal = error
+                    return admitted
                 continue
-            accepted.append(update)
+            admitted.updates.append(update)
+            admitted.placed += self._shape.placed
             if self._parked:
-                meta |= self._unpark(accepted)
-        return accepted, None, meta
+                self._unpark(admitted)
+        return admitted
 
     def _park(self, update: CheckedUpdate) -> bool:
         parked_bytes = sum(len(parked.data) for parked in self._parked) + len(update.data)
@@ -101,25 +113,24 @@ class Admission:
         logger.info("room %s: an update waits for the clocks it skips", self._room_id)
         return True
 
-    def _unpark(self, accepted: list[CheckedUpdate]) -> bool:
-        """Admit the parked updates whose missing clocks have arrived (into `accepted`); return
-        whether one touches `meta`."""
-        meta = False
+    def _unpark(self, admitted: Admitted) -> None:
+        """Admit the parked updates whose missing clocks have arrived (into `admitted`)."""
         while True:
             waiting = []
             for update in self._parked:
                 try:
-                    meta |= META_MAP in self._shape.admit(update)
+                    admitted.meta |= META_MAP in self._shape.admit(update)
                 except UpdateRefused as error:
                     if error.kind == "gap":
                         waiting.append(update)
                     else:
                         self._parked_refused(error)
                     continue
-                accepted.append(update)
+                admitted.updates.append(update)
+                admitted.placed += self._shape.placed
             moved, self._parked = len(waiting) != len(self._parked), waiting
             if not moved or not waiting:
-                return meta
+                return
 
     def admit_stored(self, update: DecodedUpdate) -> bool:
         """Record an update the store has already (another process's): only what protects

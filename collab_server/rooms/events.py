@@ -1,6 +1,6 @@
 """What the rooms do, passed on (`RoomListener`): to the metrics, the compaction, the automatic
-versions, the store's copy of each room's language, the other server processes, and the registry
-when a room must leave memory."""
+versions, who wrote what, the store's copy of each room's language, the other server processes,
+and the registry when a room must leave memory."""
 
 from __future__ import annotations
 
@@ -47,6 +47,7 @@ class RoomEvents(RoomListener):
         self._metrics.update_bytes_stored += size
         self._compaction.after_append(room)
         self._checkpoints.after_edit(room)
+        self._registry.authorship.after_edit(room.id, room.authorship)
         self._replication.updates_stored(room.id, merged, seqs)
 
     def update_refused(self, room: Room, error: UpdateRefused) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from collab_server.rooms.blame import BlameRun, TextTooLarge, blame
 from collab_server.rooms.document import Document, meta_of, new_document, text_of
 from collab_server.rooms.jobs import Jobs
 from collab_server.rooms.room import Room
@@ -28,8 +29,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Texts past this size are not diffed (413). Below it the line diff is bounded in steps as the
-# text replacement's is (`text_edit`): a stretch past its budget shows as one changed block.
+# Texts past this size are not diffed or blamed (413). Below it the line diff is bounded in
+# steps as the text replacement's is (`text_edit`): a stretch past its budget shows as one
+# changed block.
 MAX_DIFF_BYTES = 2 * 1024 * 1024
 DIFF_CONTEXT_LINES = 3
 CURRENT = "current"  # the name of the room's current state where a version id goes
@@ -37,10 +39,6 @@ CURRENT = "current"  # the name of the room's current state where a version id g
 
 class VersionMissing(Exception):
     """The room has no such version."""
-
-
-class DiffTooLarge(Exception):
-    """The texts are past what a diff is computed for."""
 
 
 async def save_version(
@@ -144,10 +142,27 @@ class RoomHistory:
         before = await self.text(room_id, old, name, opener)
         after = await self.text(room_id, new, name, opener)
         if max(len(before.encode()), len(after.encode())) > MAX_DIFF_BYTES:
-            raise DiffTooLarge(f"texts over {MAX_DIFF_BYTES} bytes are not diffed")
+            raise TextTooLarge(f"texts over {MAX_DIFF_BYTES} bytes are not diffed")
         return await asyncio.to_thread(
             unified_diff, before, after, f"{room_id} version {old}", f"{room_id} version {new}"
         )
+
+    async def blame(
+        self, room_id: str, version: int | str, name: str, opener: str | None
+    ) -> tuple[list[BlameRun], int]:
+        """Who wrote each line of the text `name` in a version, or in the room now (`CURRENT`):
+        runs of lines, and the number of lines."""
+        writer = self._registry.authorship
+        if version == CURRENT:
+            async with self._registry.lease(room_id, create=False, opener=opener) as room:
+                await writer.save(room_id, room.authorship)  # what was stamped just now too
+                state = room.full_update()
+        else:
+            state = await self.state(room_id, int(version))
+            if (loaded := self._registry.loaded(room_id)) is not None:
+                await writer.save(room_id, loaded.authorship)
+        ranges = await self._store.load_authorship(room_id)
+        return await asyncio.to_thread(blame, state, name, ranges, MAX_DIFF_BYTES)
 
     async def delete(self, room_id: str, version_id: int) -> None:
         if not await self._store.delete_version(room_id, version_id):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pycrdt import merge_updates
 
 from collab_server.protocol import CloseCode, encode_update
+from persistence import Author
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class Peer:
         queue_bytes_limit: int = 16 * 1024 * 1024,
     ) -> None:
         self.id = f"p{next(_peer_numbers)}"
+        self.author: Author | None = None  # who its token names; None: its presence tells
         self.room_id = room_id
         self._send = send
         self._close_socket = close

@@ -17,6 +17,7 @@ from types import TracebackType
 
 from collab_server.metrics import Gauges, Metrics
 from collab_server.protocol import CloseCode
+from collab_server.rooms.authorship import AuthorshipWriter
 from collab_server.rooms.compaction import Compaction
 from collab_server.rooms.events import RoomEvents
 from collab_server.rooms.history import Checkpoints
@@ -65,6 +66,7 @@ class RoomRegistry:
             keep=settings.versions_kept,
             max_age_days=settings.versions_max_age_days,
         )
+        self.authorship = AuthorshipWriter(store, self._jobs)
         self._events = RoomEvents(
             self, store, metrics, self._replication, self._jobs, self._compaction, self._checkpoints
         )
@@ -220,6 +222,7 @@ class RoomRegistry:
         logger.info("room %s unloaded", room_id)
         await self._replication.unfollow(room_id)
         await guarded(self._checkpoints.at_unload(room), f"room {room_id}: checkpoint")
+        await guarded(self.authorship.save(room_id, room.authorship), f"room {room_id}: authorship")
         await self._compaction.at_unload(room)
         self._memory.after_unload()
 

@@ -37,7 +37,8 @@ from collab_server.protocol.update import (
     decode_update,
     refused,
 )
-from collab_server.rooms.admission import Admission, CheckedUpdate, check_update
+from collab_server.rooms.admission import Admission, Admitted, CheckedUpdate, check_update
+from collab_server.rooms.authorship import SERVER, Authorship, named
 from collab_server.rooms.document import (
     LANGUAGE_KEY,
     SERVER_CLIENT_ID,
@@ -58,7 +59,7 @@ from collab_server.rooms.snapshot import (
     log_parts,
 )
 from collab_server.rooms.text_edit import replacement_update, restoration_update
-from persistence import BUFFERED, RoomMissing, Store, StoredLog, StoreError
+from persistence import BUFFERED, Author, RoomMissing, Store, StoredLog, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ class Room:
         self._store = store
         self._presence = Presence(room_id=room_id)
         self.editors = Editors(self._presence.names_of)  # since the last version
+        self.authorship = Authorship(room_id)  # who wrote what, not yet in the store
         self._listener = listener or RoomListener()
         # Each batch applies after the one admitted before it: the store's order.
         self._last_turn: asyncio.Future[None] | None = None
@@ -236,34 +238,32 @@ class Room:
                 )
             else:
                 admitted = self._admission.admit(updates, origin is not None)
-            accepted, refusal, meta = admitted
             work = None
-            if accepted:
+            if admitted.updates:
                 previous, turn = self._last_turn, asyncio.get_running_loop().create_future()
                 self._last_turn = turn
                 # Started while checks are held, so batches reach the store in the order they
                 # were checked; shielded, so that what is stored is applied even if the caller
                 # is cancelled.
                 work = asyncio.ensure_future(
-                    self._store_and_apply(accepted, origin, meta, previous, turn)
+                    self._store_and_apply(admitted, origin, previous, turn)
                 )
                 work.add_done_callback(_retrieve)
-        if refusal is not None:
-            self._listener.update_refused(self, refusal)
+        if admitted.refusal is not None:
+            self._listener.update_refused(self, admitted.refusal)
         if work is not None:
             await asyncio.shield(work)
-        if refusal is not None:
-            raise refusal
+        if admitted.refusal is not None:
+            raise admitted.refusal
 
     async def _store_and_apply(
         self,
-        updates: list[CheckedUpdate],
+        admitted: Admitted,
         origin: Peer | None,
-        meta: bool,
         previous: asyncio.Future[None] | None,
         turn: asyncio.Future[None],
     ) -> None:
-        raw = [update.data for update in updates]
+        raw = [update.data for update in admitted.updates]
         try:
             try:
                 seqs = await self._store.append_many(self.id, raw)
@@ -296,12 +296,23 @@ class Room:
         for peer in self.peers:
             peer.send_update(outbound)
         self.editors.stored(origin)
+        self.authorship.record(admitted.placed, self._author_of(origin))
         size = sum(map(len, raw))
         self.log_rows += len(raw)
         self.log_bytes += size
-        if meta:
+        if admitted.meta:
             self._language_changed()
         self._listener.update_stored(self, update, seqs, size)
+
+    def _author_of(self, origin: Peer | None) -> Author:
+        """Who wrote what `origin` sent: the server (None), the person its token names, or the
+        name its presence announces."""
+        if origin is None:
+            return SERVER
+        if origin.author is not None:
+            return origin.author
+        names = self._presence.names_of(origin)
+        return named(names[0] if names else None, self_declared=True)
 
     async def _take_back(self, seqs: list[int], failure: CrdtFailure) -> None:
         """yrs failed on stored updates nobody has seen: remove them from the store and

@@ -166,6 +166,8 @@ class DocumentShape:
         self._changed: set[int] = set()  # clients whose ranges changed: their waiters retry
         self._roots: set[str] = set()
         self._strict = True
+        # The items the last admit placed that the document did not hold: (client, start, end).
+        self.placed: list[tuple[int, int, int]] = []
 
     @property
     def pending_items(self) -> int:
@@ -181,6 +183,7 @@ class DocumentShape:
         """
         waiting = {client: list(items) for client, items in self._waiting.items()}
         self._journal, self._changed, self._roots = [], set(), set()
+        self.placed = []
         self._strict = strict
         self._scan = 0
         self._waiting_index = None
@@ -254,6 +257,7 @@ class DocumentShape:
         if struct.kind == GC:
             self._stage(client, pieces, DEAD)
             return
+        self.placed += [(client, start, stop) for start, stop in pieces]
         references = (struct.origin, struct.right_origin, struct.parent)
         if self._strict and any(
             isinstance(reference, tuple) and reference[0] == client and reference[1] >= clock

@@ -1,6 +1,7 @@
 """The REST API for a room's history under /api/rooms/{room}/versions: save a version, list and
-read them, compare two (or one with the room now), restore one, delete one. Viewers read and
-compare; editors save and restore; admins delete."""
+read them, compare two (or one with the room now), restore one, delete one; and who wrote each
+line (`/blame`, now or in a version). Viewers read, compare and blame; editors save and restore;
+admins delete."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from collab_server.auth import Role
-from collab_server.rooms.history import CURRENT, DiffTooLarge, VersionMissing
+from collab_server.rooms.blame import BlameRun, TextTooLarge
+from collab_server.rooms.history import CURRENT, VersionMissing
 from collab_server.transport.errors import ApiError
 from collab_server.transport.requests import (
     NO_SNIFF,
@@ -27,7 +29,7 @@ from collab_server.transport.requests import (
 )
 from collab_server.transport.room_urls import ROOM_PATH
 from collab_server.transport.services import services
-from persistence import VersionRecord
+from persistence import Author, VersionRecord
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +66,52 @@ class VersionList(BaseModel):
 class Restored(BaseModel):
     before: VersionView  # the room just before the restore, saved so it can be undone
     after: VersionView  # the room once restored
+
+
+class AuthorView(BaseModel):
+    name: str  # from their token, or as their editor announced it (`self_declared`)
+    user: str | None  # their token's `sub`
+    self_declared: bool
+
+
+class BlameRunView(BaseModel):
+    from_line: int  # 1-based
+    to_line: int  # inclusive
+    author: str | None  # null: written before the server recorded authorship
+    user: str | None
+    self_declared: bool
+    time: datetime | None  # when the newest text of these lines was written
+
+
+class BlameView(BaseModel):
+    room: str
+    version: int | None  # null: the room now
+    line_count: int
+    authors: list[AuthorView]  # everyone in `runs`, in order of first appearance
+    runs: list[BlameRunView]
+
+
+def _blame_view(room_id: str, version: int | None, runs: list[BlameRun], lines: int) -> BlameView:
+    authors: dict[Author, None] = dict.fromkeys(run.author for run in runs if run.author)
+    return BlameView(
+        room=room_id,
+        version=version,
+        line_count=lines,
+        authors=[
+            AuthorView(name=a.name, user=a.user, self_declared=a.self_declared) for a in authors
+        ],
+        runs=[
+            BlameRunView(
+                from_line=run.from_line,
+                to_line=run.to_line,
+                author=run.author.name if run.author else None,
+                user=run.author.user if run.author else None,
+                self_declared=run.author.self_declared if run.author else False,
+                time=run.time,
+            )
+            for run in runs
+        ],
+    )
 
 
 def _view(record: VersionRecord) -> VersionView:
@@ -167,7 +215,7 @@ async def diff_versions(request: Request) -> Response:
         )
     except VersionMissing as error:
         raise _not_found(error) from error
-    except DiffTooLarge as error:
+    except TextTooLarge as error:
         raise ApiError(413, "diff_too_large", str(error)) from error
     return PlainTextResponse(diff, headers=NO_SNIFF)
 
@@ -197,6 +245,30 @@ async def restore_version(request: Request) -> Response:
     return json_answer(Restored(before=_view(before), after=_view(after)))
 
 
+async def blame_now(request: Request) -> Response:
+    """Who wrote each line of the room's text (`?name=`) as it is now."""
+    return await _blame(request, CURRENT)
+
+
+async def blame_version(request: Request) -> Response:
+    """Who wrote each line of the text (`?name=`) in a version."""
+    return await _blame(request, _version_id(request))
+
+
+async def _blame(request: Request, version: int | str) -> Response:
+    room_id = await room_id_for(request, Role.VIEWER)
+    name = text_name(request)
+    history = services(request).history
+    try:
+        runs, lines = await history.blame(room_id, version, name, client_address(request))
+    except VersionMissing as error:
+        raise _not_found(error) from error
+    except TextTooLarge as error:
+        raise ApiError(413, "text_too_large", str(error)) from error
+    number = version if isinstance(version, int) else None
+    return json_answer(_blame_view(room_id, number, runs, lines))
+
+
 async def delete_version(request: Request) -> Response:
     room_id = await room_id_for(request, Role.ADMIN)
     try:
@@ -215,4 +287,6 @@ routes = [
     Route(VERSION_PATH + "/update", get_version_update, methods=["GET"]),
     Route(VERSION_PATH + "/restore", restore_version, methods=["POST"]),
     Route(VERSIONS_PATH + "/{old}/diff/{new}", diff_versions, methods=["GET"]),
+    Route(VERSION_PATH + "/blame", blame_version, methods=["GET"]),
+    Route(ROOM_PATH + "/blame", blame_now, methods=["GET"]),
 ]

@@ -13,13 +13,14 @@ import resource
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from collab_server.auth import AuthError, Role, Unauthenticated
+from collab_server.auth import AuthError, Grant, Role, Unauthenticated
 from collab_server.protocol import (
     CloseCode,
     ProtocolError,
     decode_message,
     encode_permission_denied,
 )
+from collab_server.rooms.authorship import named
 from collab_server.rooms.connection import Connection
 from collab_server.rooms.ids import room_id_problem
 from collab_server.rooms.openings import RoomsBusy
@@ -113,13 +114,14 @@ async def _serve_room(
         with contextlib.suppress(PeerDisconnected):
             await _Socket(websocket).close(CloseCode.BAD_MESSAGE, problem)
         return
-    writable = await _admit(websocket, room_id)
-    if writable is None:
+    grant = await _admit(websocket, room_id)
+    if grant is None:
         return
+    writable = grant.role >= Role.EDITOR
     try:
         # Joining creates a room, which is an editor's right: a viewer may only watch one.
         async with registry.lease(room_id, create=writable, opener=_host(websocket)) as room:
-            await _serve_peer(websocket, room, settings, writable)
+            await _serve_peer(websocket, room, settings, grant)
     except RoomQuarantined as error:
         logger.info("room %s: refused a peer: %s", room_id, error)
         with contextlib.suppress(PeerDisconnected):
@@ -142,8 +144,8 @@ async def _serve_room(
             )
 
 
-async def _admit(websocket: WebSocket, room_id: str) -> bool | None:
-    """Whether the client may write to the room; None when it was refused (and closed).
+async def _admit(websocket: WebSocket, room_id: str) -> Grant | None:
+    """What the client may do in the room; None when it was refused (and closed).
 
     Refusals are y-protocols' "permission denied" message (y-websocket logs its reason) and a
     4400-range close code, after which the stock client does not retry with the same token.
@@ -159,7 +161,7 @@ async def _admit(websocket: WebSocket, room_id: str) -> bool | None:
             await socket.send(encode_permission_denied(str(error)))
             await socket.close(code, str(error))
         return None
-    return grant.role >= Role.EDITOR
+    return grant
 
 
 def _host(websocket: WebSocket) -> str | None:
@@ -170,7 +172,7 @@ def _client(websocket: WebSocket) -> str:
     return f"{websocket.client.host}:{websocket.client.port}" if websocket.client else "?"
 
 
-async def _serve_peer(websocket: WebSocket, room: Room, settings: Settings, writable: bool) -> None:
+async def _serve_peer(websocket: WebSocket, room: Room, settings: Settings, grant: Grant) -> None:
     socket = _Socket(websocket)
     if len(room.peers) >= settings.room_max_connections:
         logger.warning("room %s: refused a peer: %d connected already", room.id, len(room.peers))
@@ -184,11 +186,13 @@ async def _serve_peer(websocket: WebSocket, room: Room, settings: Settings, writ
         queue_limit=settings.peer_queue_messages,
         queue_bytes_limit=settings.peer_queue_bytes,
     )
+    if grant.user or grant.name:
+        peer.author = named(grant.name, grant.user, self_declared=False)
     services(websocket).metrics.connections_opened += 1
     connection = Connection(
         room,
         peer,
-        writable=writable,
+        writable=grant.role >= Role.EDITOR,
         on_failure=lambda error: peer.close(*_close_reason(room, peer, error)),
     )
     async with asyncio.TaskGroup() as tasks:
