@@ -110,6 +110,18 @@ def test_the_cli_mints_tokens_the_server_accepts(
     assert jwt.decode(printed, SECRET, algorithms=["HS256"])["exp"] <= time.time() + 61
 
 
+def test_the_cli_mints_tokens_that_name_their_holder(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLLAB_AUTH_SECRET", SECRET)
+    cli_main(["token", "--room", ROOM, "--user", "u-7", "--name", "Ada Lovelace"])
+    printed = capsys.readouterr().out.strip()
+    assert Authenticator(SECRET).grant(printed) == Grant(ROOM, Role.EDITOR, "u-7", "Ada Lovelace")
+    odd = jwt.encode({"room": ROOM, "role": "editor", "name": ["x"]}, SECRET, algorithm="HS256")
+    with pytest.raises(Unauthenticated, match="sub and name must be strings"):
+        Authenticator(SECRET).grant(odd)
+
+
 def test_the_cli_says_what_is_wrong_with_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLLAB_AUTH_SECRET", "short")
     with pytest.raises(SystemExit, match=r"COLLAB_AUTH_SECRET: .*at least 32"):

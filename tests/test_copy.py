@@ -18,7 +18,7 @@ from pycrdt import Text
 
 from collab_server.rooms.snapshot import doc_from_log
 from collab_server.settings import Settings
-from persistence import BUFFERED, StoreUnavailable, open_store
+from persistence import BUFFERED, Author, AuthorRange, StoreUnavailable, open_store
 from persistence.copy import copy_rooms
 from persistence.memory import MemoryStore
 from tests.conftest import run_server
@@ -130,7 +130,9 @@ async def test_copy_into_a_store_that_only_buffers_fails_and_leaves_no_room() ->
     assert await target.get_room("r") is None  # a later run copies it, rather than skipping it
 
 
-async def test_copy_carries_versions_with_their_times_labels_and_order(tmp_path: Path) -> None:
+async def test_copy_carries_versions_and_authorship_with_their_times_labels_and_order(
+    tmp_path: Path,
+) -> None:
     source = MemoryStore()
     await source.create_room("r", "r", None)
     await source.append("r", b"\x00\x00")
@@ -139,6 +141,8 @@ async def test_copy_carries_versions_with_their_times_labels_and_order(tmp_path:
         "r", b"one", label=None, automatic=True, authors=["Ada"], created_at=earlier
     )
     await source.save_version("r", b"two", label="named", automatic=False, authors=["Ada", "Bo"])
+    wrote = AuthorRange(5, 0, 12, Author("Ada", "ada", self_declared=False), earlier)
+    await source.save_authorship("r", [wrote])
     target = open_store(f"sqlite:///{tmp_path}/target.db")
     await target.open()
     try:
@@ -149,5 +153,6 @@ async def test_copy_carries_versions_with_their_times_labels_and_order(tmp_path:
         assert (newest.label, newest.authors) == ("named", ("Ada", "Bo"))
         assert await target.version_state("r", oldest.id) == b"one"
         assert await target.version_state("r", newest.id) == b"two"
+        assert await target.load_authorship("r") == [wrote]
     finally:
         await target.close()

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from persistence import RoomExists, RoomMissing, Store, open_store
+from persistence import Author, AuthorRange, RoomExists, RoomMissing, Store, open_store
 from tests import postgres
 
 pytestmark = pytest.mark.anyio
 
 STORES = ["memory", "sqlite", "postgresql"]
 DURABLE = ["sqlite", "postgresql"]
+MOMENT = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 
 
 async def _empty_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
@@ -392,6 +393,34 @@ async def test_compaction_keeps_versions_and_deleting_the_room_removes_them(stor
     assert await store.get_version("r1", saved.id) is None
 
 
+async def test_authorship_is_kept_by_client_and_clock_and_a_range_saved_again_replaces_it(
+    store: Store,
+) -> None:
+    await store.create_room("r1", "r1", None)
+    await store.create_room("r2", "r2", None)
+    ada, bob = Author("Ada", "ada-id"), Author("Bob 😀", self_declared=True)
+    then = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    first = AuthorRange(2**40, 0, 5, ada, then)
+    await store.save_authorship("r1", [first, AuthorRange(7, 3, 1, bob, then)])
+    grown = AuthorRange(2**40, 0, 9, ada, then + timedelta(seconds=30))
+    await store.save_authorship("r1", [grown])
+    await store.save_authorship("r2", [AuthorRange(7, 0, 2, ada, then)])
+    assert await store.load_authorship("r1") == [AuthorRange(7, 3, 1, bob, then), grown]
+    assert await store.load_authorship("r2") == [AuthorRange(7, 0, 2, ada, then)]
+
+
+async def test_authorship_goes_with_its_room_and_a_missing_room_takes_none(store: Store) -> None:
+    ada = Author("Ada")
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    await store.save_authorship("nowhere", [AuthorRange(1, 0, 1, ada, now)])  # raises nothing
+    assert await store.load_authorship("nowhere") == []
+    await store.create_room("r1", "r1", None)
+    await store.save_authorship("r1", [AuthorRange(1, 0, 1, ada, now)])
+    assert await store.delete_room("r1")
+    await store.create_room("r1", "r1 again", None)
+    assert await store.load_authorship("r1") == []
+
+
 async def test_pruning_removes_old_and_surplus_automatic_versions_and_keeps_named_ones(
     store: Store,
 ) -> None:
@@ -457,6 +486,7 @@ async def test_everything_survives_a_reopen(durable_url: str) -> None:
             await store.append("r1", f"u{i}".encode())
         await store.compact("r1", b"S1-2", 2)
         await store.save_version("r1", b"V", label="named", automatic=False, authors=["Ada"])
+        await store.save_authorship("r1", [AuthorRange(1, 0, 3, Author("Ada"), MOMENT)])
 
     async def check(store: Store) -> None:
         record = await store.get_room("r1")
@@ -467,6 +497,7 @@ async def test_everything_survives_a_reopen(durable_url: str) -> None:
         (version,) = await store.page_versions("r1", 10)
         assert (version.label, version.authors) == ("named", ("Ada",))
         assert await store.version_state("r1", version.id) == b"V"
+        assert await store.load_authorship("r1") == [AuthorRange(1, 0, 3, Author("Ada"), MOMENT)]
 
     await _reopened(durable_url, write)
     await _reopened(durable_url, check)
