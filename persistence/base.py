@@ -39,6 +39,10 @@ class RoomRecord:
     log_rows: int  # updates not yet merged into the snapshot
 
 
+class BaseVersionGone(StoreError):
+    """The version a new one was to be built on is deleted for good."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoredLog:
     """A room's durable state: the latest snapshot and the updates in the log after it."""
@@ -55,7 +59,7 @@ class StoredLog:
 
 @dataclass(frozen=True, slots=True)
 class VersionRecord:
-    """A saved version of a room's document (its state is read with `Store.version_state`)."""
+    """A saved version of a room's document (its state is read with `Store.version_parts`)."""
 
     id: int  # unique in the store, growing: a newer version has a larger id
     room_id: str
@@ -63,7 +67,8 @@ class VersionRecord:
     label: str | None  # a named version's; None for an automatic checkpoint
     automatic: bool
     authors: tuple[str, ...]  # who edited since the previous version
-    size_bytes: int
+    size_bytes: int  # what it keeps: the whole document, or what changed since `base`
+    base: int | None = None  # the version it is a change to; None: it keeps the whole document
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,11 +173,16 @@ class Store(Protocol):
         automatic: bool,
         authors: Sequence[str],
         created_at: datetime | None = None,
+        base: int | None = None,
     ) -> VersionRecord:
-        """Keep `state` (the whole document, as one update) as a new version of the room, made
-        now (or at `created_at`: a copy keeps the original's time); raise `RoomMissing`.
+        """Keep a new version of the room, made now (or at `created_at`: a copy keeps the
+        original's time): `state` is the whole document as one update, or, with `base`, the
+        update that makes it from version `base` (incremental checkpoints). Raise `RoomMissing`,
+        or `BaseVersionGone` when `base` was deleted for good meanwhile.
+
         Versions live outside the log: compaction never touches them, and they go only with
-        their room or `delete_version`."""
+        their room or `delete_version`. A deleted version that others are built on is hidden
+        but kept (its bytes are theirs too) until the last of them goes."""
 
     async def page_versions(
         self, room_id: str, limit: int, before: int | None = None
@@ -182,8 +192,9 @@ class Store(Protocol):
 
     async def get_version(self, room_id: str, version_id: int) -> VersionRecord | None: ...
 
-    async def version_state(self, room_id: str, version_id: int) -> bytes | None:
-        """The document as it was in that version, as one update; None if there is none."""
+    async def version_parts(self, room_id: str, version_id: int) -> list[bytes] | None:
+        """What makes the document as it was in that version: a whole document, then each
+        change on the way to it (one item for a version saved whole); None if there is none."""
 
     async def delete_version(self, room_id: str, version_id: int) -> bool:
         """False if the room has no such version."""

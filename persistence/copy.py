@@ -3,8 +3,8 @@
 Bytes only, like the rest of this package: the snapshot and the log tail go over as they are (the
 snapshot as the first update), so the copy holds exactly what the source held; the server
 compacts it again when the room is next loaded. Versions go over with their times and labels,
-and who wrote what with them.
-Run it with no server writing to either store.
+each whole (one Yjs merge of its parts), and who wrote what goes with them. Run it with no
+server writing to either store.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from pycrdt import merge_updates
 
 from persistence.base import (
     BUFFERED,
@@ -92,9 +94,10 @@ async def _copy_versions(source: Store, target: Store, room_id: str) -> int:
     while page := await source.page_versions(room_id, 500, before=found[-1].id if found else None):
         found.extend(page)
     for version in reversed(found):
-        state = await source.version_state(room_id, version.id)
-        if state is None:
+        parts = await source.version_parts(room_id, version.id)
+        if parts is None:
             continue  # deleted meanwhile
+        state = parts[0] if len(parts) == 1 else merge_updates(*parts)
         await target.save_version(
             room_id,
             state,

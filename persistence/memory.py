@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from persistence.base import (
     AuthorRange,
+    BaseVersionGone,
     RoomExists,
     RoomMissing,
     RoomRecord,
@@ -29,6 +30,19 @@ class _Room:
     last_seq: int = 0
     versions: dict[int, tuple[VersionRecord, bytes]] = field(default_factory=dict)
     authorship: dict[tuple[int, int], AuthorRange] = field(default_factory=dict)
+    hidden: set[int] = field(default_factory=set)  # deleted, kept for the versions built on them
+
+    def remove_version(self, version_id: int) -> None:
+        """Delete it, or hide it while others are built on it; then the hidden versions it was
+        built on that nothing needs any more."""
+        at: int | None = version_id
+        while at is not None:
+            if any(record.base == at for record, _ in self.versions.values()):
+                self.hidden.add(at)
+                return
+            record, _ = self.versions.pop(at)
+            self.hidden.discard(at)
+            at = record.base if record.base in self.hidden else None
 
     def record(self, room_id: str) -> RoomRecord:
         size = len(self.snapshot or b"") + sum(len(data) for _, data in self.log)
@@ -153,12 +167,15 @@ class MemoryStore:
         automatic: bool,
         authors: Sequence[str],
         created_at: datetime | None = None,
+        base: int | None = None,
     ) -> VersionRecord:
         room = self._room(room_id)
+        if base is not None and base not in room.versions:
+            raise BaseVersionGone(f"version {base} of room {room_id!r} is gone")
         version_id = next(self._version_ids)
         made = created_at or datetime.now(UTC)
         record = VersionRecord(
-            version_id, room_id, made, label, automatic, tuple(authors), len(state)
+            version_id, room_id, made, label, automatic, tuple(authors), len(state), base
         )
         room.versions[version_id] = (record, state)
         return record
@@ -169,33 +186,51 @@ class MemoryStore:
         room = self._rooms.get(room_id)
         if room is None:
             return []
-        ids = sorted((i for i in room.versions if before is None or i < before), reverse=True)
+        ids = sorted(
+            (i for i in room.versions if (before is None or i < before) and i not in room.hidden),
+            reverse=True,
+        )
         return [room.versions[version_id][0] for version_id in ids[:limit]]
 
     async def get_version(self, room_id: str, version_id: int) -> VersionRecord | None:
         room = self._rooms.get(room_id)
-        found = room.versions.get(version_id) if room is not None else None
+        if room is None or version_id in room.hidden:
+            return None
+        found = room.versions.get(version_id)
         return found[0] if found is not None else None
 
-    async def version_state(self, room_id: str, version_id: int) -> bytes | None:
+    async def version_parts(self, room_id: str, version_id: int) -> list[bytes] | None:
         room = self._rooms.get(room_id)
-        found = room.versions.get(version_id) if room is not None else None
-        return found[1] if found is not None else None
+        if room is None or version_id not in room.versions or version_id in room.hidden:
+            return None
+        parts: list[bytes] = []
+        at: int | None = version_id
+        while at is not None:
+            record, data = room.versions[at]
+            parts.append(data)
+            at = record.base
+        return parts[::-1]
 
     async def delete_version(self, room_id: str, version_id: int) -> bool:
         room = self._rooms.get(room_id)
-        return room is not None and room.versions.pop(version_id, None) is not None
+        if room is None or version_id not in room.versions or version_id in room.hidden:
+            return False
+        room.remove_version(version_id)
+        return True
 
     async def prune_versions(self, room_id: str, keep: int, older_than: datetime | None) -> int:
         room = self._rooms.get(room_id)
         if room is None:
             return 0
-        automatic = sorted((i for i, (r, _) in room.versions.items() if r.automatic), reverse=True)
+        automatic = sorted(
+            (i for i, (r, _) in room.versions.items() if r.automatic and i not in room.hidden),
+            reverse=True,
+        )
         doomed = set(automatic[keep:])
         if older_than is not None:
             doomed.update(i for i in automatic if room.versions[i][0].created_at < older_than)
-        for version_id in doomed:
-            del room.versions[version_id]
+        for version_id in sorted(doomed, reverse=True):
+            room.remove_version(version_id)
         return len(doomed)
 
     async def save_authorship(self, room_id: str, ranges: Sequence[AuthorRange]) -> None:

@@ -350,9 +350,12 @@ class PostgresStore:
         automatic: bool,
         authors: Sequence[str],
         created_at: datetime | None = None,
+        base: int | None = None,
     ) -> VersionRecord:
         async with self._connection() as conn:
-            return await versions.save(conn, room_id, state, label, automatic, authors, created_at)
+            return await versions.save(
+                conn, room_id, state, label, automatic, authors, created_at, base
+            )
 
     async def page_versions(
         self, room_id: str, limit: int, before: int | None = None
@@ -364,9 +367,9 @@ class PostgresStore:
         async with self._connection() as conn:
             return await versions.get(conn, room_id, version_id)
 
-    async def version_state(self, room_id: str, version_id: int) -> bytes | None:
+    async def version_parts(self, room_id: str, version_id: int) -> list[bytes] | None:
         async with self._connection() as conn:
-            return await versions.state(conn, room_id, version_id)
+            return await versions.parts(conn, room_id, version_id)
 
     async def delete_version(self, room_id: str, version_id: int) -> bool:
         async with self._connection() as conn:

@@ -154,6 +154,7 @@ class SQLiteStore:
         conn.execute("PRAGMA busy_timeout = 5000")
         conn.executescript(SCHEMA)
         conn.executescript(versions.SCHEMA)
+        versions.upgrade(conn)
         conn.executescript(authorship.SCHEMA)
         self._conn = conn
 
@@ -494,11 +495,14 @@ class SQLiteStore:
         automatic: bool,
         authors: Sequence[str],
         created_at: datetime | None = None,
+        base: int | None = None,
     ) -> VersionRecord:
         made = created_at.timestamp() if created_at is not None else time.time()
         return await self._run(
             lambda: self._transaction(
-                lambda conn: versions.save(conn, room_id, state, label, automatic, authors, made)
+                lambda conn: versions.save(
+                    conn, room_id, state, label, automatic, authors, made, base
+                )
             )
         )
 
@@ -510,8 +514,8 @@ class SQLiteStore:
     async def get_version(self, room_id: str, version_id: int) -> VersionRecord | None:
         return await self._read(lambda conn: versions.get(conn, room_id, version_id))
 
-    async def version_state(self, room_id: str, version_id: int) -> bytes | None:
-        return await self._read(lambda conn: versions.state(conn, room_id, version_id))
+    async def version_parts(self, room_id: str, version_id: int) -> list[bytes] | None:
+        return await self._read(lambda conn: versions.parts(conn, room_id, version_id))
 
     async def delete_version(self, room_id: str, version_id: int) -> bool:
         return await self._run(

@@ -151,8 +151,8 @@ async def test_copy_carries_versions_and_authorship_with_their_times_labels_and_
         newest, oldest = await target.page_versions("r", 10)
         assert (oldest.automatic, oldest.authors, oldest.created_at) == (True, ("Ada",), earlier)
         assert (newest.label, newest.authors) == ("named", ("Ada", "Bo"))
-        assert await target.version_state("r", oldest.id) == b"one"
-        assert await target.version_state("r", newest.id) == b"two"
+        assert await target.version_parts("r", oldest.id) == [b"one"]
+        assert await target.version_parts("r", newest.id) == [b"two"]
         assert await target.load_authorship("r") == [wrote]
     finally:
         await target.close()

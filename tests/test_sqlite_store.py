@@ -7,6 +7,7 @@ What every store must do is in test_store_contract.py; these are the SQLite stor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from persistence.sqlite import READER_THREADS, SQLiteStore
+from persistence.sqlite import READER_THREADS, SCHEMA, SQLiteStore
 from tests.polling import poll
 
 pytestmark = pytest.mark.anyio
@@ -106,3 +107,41 @@ async def test_an_in_memory_database_reads_through_its_writer() -> None:
         assert [room.id for room in await store.list_rooms()] == ["r1"]
     finally:
         await store.close()
+
+
+async def test_a_database_from_before_incremental_versions_gains_them(tmp_path: Path) -> None:
+    path = str(tmp_path / "old.db")
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.executescript(SCHEMA)
+        conn.executescript(VERSIONS_BEFORE_INCREMENTS)
+        conn.execute("INSERT INTO rooms (id, name, created_at, updated_at) VALUES ('r', 'r', 0, 0)")
+        conn.execute(
+            "INSERT INTO versions (room, created_at, label, automatic, authors, data)"
+            " VALUES ('r', 0, 'old', 0, '[]', x'01')"
+        )
+        conn.commit()
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        (old,) = await store.page_versions("r", 10)
+        assert (old.label, old.base) == ("old", None)
+        change = await store.save_version(
+            "r", b"\x02", label=None, automatic=True, authors=[], base=old.id
+        )
+        assert await store.version_parts("r", change.id) == [b"\x01", b"\x02"]
+    finally:
+        await store.close()
+
+
+# The versions table as the server before incremental versions made it.
+VERSIONS_BEFORE_INCREMENTS = """
+CREATE TABLE versions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    room TEXT NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+    created_at REAL NOT NULL,
+    label TEXT,
+    automatic INTEGER NOT NULL,
+    authors TEXT NOT NULL,
+    data BLOB NOT NULL
+);
+"""

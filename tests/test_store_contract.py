@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from persistence import Author, AuthorRange, RoomExists, RoomMissing, Store, open_store
+from persistence import (
+    Author,
+    AuthorRange,
+    BaseVersionGone,
+    RoomExists,
+    RoomMissing,
+    Store,
+    open_store,
+)
 from tests import postgres
 
 pytestmark = pytest.mark.anyio
@@ -332,7 +340,7 @@ async def test_a_saved_version_is_read_back_with_its_state(store: Store) -> None
     assert (saved.authors, saved.size_bytes) == (("Ada", "Bo"), 9)
     assert saved.created_at.tzinfo is not None and _near(saved.created_at, datetime.now(UTC))
     assert await store.get_version("r1", saved.id) == saved
-    assert await store.version_state("r1", saved.id) == b"state one"
+    assert await store.version_parts("r1", saved.id) == [b"state one"]
 
 
 async def test_versions_are_listed_newest_first_a_page_at_a_time(store: Store) -> None:
@@ -357,7 +365,7 @@ async def test_a_version_belongs_to_its_room(store: Store) -> None:
     await store.create_room("r2", "r2", None)
     saved = await store.save_version("r1", b"s", label=None, automatic=True, authors=[])
     assert await store.get_version("r2", saved.id) is None
-    assert await store.version_state("r2", saved.id) is None
+    assert await store.version_parts("r2", saved.id) is None
     assert not await store.delete_version("r2", saved.id)
     assert await store.get_version("r1", saved.id) == saved
 
@@ -374,10 +382,63 @@ async def test_a_deleted_version_is_gone_and_its_id_not_given_again(store: Store
     assert await store.delete_version("r1", newest.id)
     assert not await store.delete_version("r1", newest.id)
     assert await store.get_version("r1", newest.id) is None
-    assert await store.version_state("r1", newest.id) is None
+    assert await store.version_parts("r1", newest.id) is None
     again = await store.save_version("r1", b"c", label=None, automatic=True, authors=[])
     assert again.id > newest.id
     assert await store.page_versions("r1", 10) == [again, older]
+
+
+async def test_an_incremental_version_reads_back_as_its_chain_whole_first(store: Store) -> None:
+    await store.create_room("r1", "r1", None)
+    whole = await store.save_version("r1", b"W", label=None, automatic=True, authors=[])
+    one = await store.save_version(
+        "r1", b"+1", label=None, automatic=True, authors=[], base=whole.id
+    )
+    two = await store.save_version("r1", b"+2", label="n", automatic=False, authors=[], base=one.id)
+    assert (one.base, two.base, two.size_bytes) == (whole.id, one.id, 2)
+    assert await store.get_version("r1", two.id) == two
+    assert await store.version_parts("r1", two.id) == [b"W", b"+1", b"+2"]
+    assert await store.version_parts("r1", one.id) == [b"W", b"+1"]
+
+
+async def test_a_deleted_base_is_hidden_until_nothing_is_built_on_it(store: Store) -> None:
+    await store.create_room("r1", "r1", None)
+    whole = await store.save_version("r1", b"W", label=None, automatic=True, authors=[])
+    one = await store.save_version(
+        "r1", b"+1", label=None, automatic=True, authors=[], base=whole.id
+    )
+    two = await store.save_version("r1", b"+2", label=None, automatic=True, authors=[], base=one.id)
+    assert await store.delete_version("r1", whole.id)
+    assert await store.delete_version("r1", one.id)
+    assert not await store.delete_version("r1", one.id)  # hidden is deleted, to everyone
+    assert await store.get_version("r1", one.id) is None
+    assert await store.version_parts("r1", one.id) is None
+    assert await store.page_versions("r1", 10) == [two]
+    assert await store.version_parts("r1", two.id) == [b"W", b"+1", b"+2"]
+    # A change to a hidden version cannot be saved once the version is gone for good.
+    assert await store.delete_version("r1", two.id)
+    assert await store.page_versions("r1", 10) == []
+    with pytest.raises(BaseVersionGone):
+        await store.save_version("r1", b"+3", label=None, automatic=True, authors=[], base=two.id)
+    with pytest.raises(BaseVersionGone):
+        await store.save_version("r1", b"+3", label=None, automatic=True, authors=[], base=whole.id)
+
+
+async def test_pruning_a_chain_keeps_what_the_kept_versions_are_built_on(store: Store) -> None:
+    await store.create_room("r1", "r1", None)
+    chain = [await store.save_version("r1", b"W", label=None, automatic=True, authors=[])]
+    for n in range(4):
+        chain.append(
+            await store.save_version(
+                "r1", f"+{n}".encode(), label=None, automatic=True, authors=[], base=chain[-1].id
+            )
+        )
+    assert await store.prune_versions("r1", 2, None) == 3
+    assert await store.page_versions("r1", 10) == [chain[4], chain[3]]
+    assert await store.version_parts("r1", chain[4].id) == [b"W", b"+0", b"+1", b"+2", b"+3"]
+    assert await store.prune_versions("r1", 0, None) == 2
+    assert await store.page_versions("r1", 10) == []
+    assert await store.delete_room("r1")
 
 
 async def test_compaction_keeps_versions_and_deleting_the_room_removes_them(store: Store) -> None:
@@ -496,7 +557,7 @@ async def test_everything_survives_a_reopen(durable_url: str) -> None:
         assert await store.append("r1", b"u4") == 4
         (version,) = await store.page_versions("r1", 10)
         assert (version.label, version.authors) == ("named", ("Ada",))
-        assert await store.version_state("r1", version.id) == b"V"
+        assert await store.version_parts("r1", version.id) == [b"V"]
         assert await store.load_authorship("r1") == [AuthorRange(1, 0, 3, Author("Ada"), MOMENT)]
 
     await _reopened(durable_url, write)

@@ -16,7 +16,7 @@ from pycrdt import Doc, Text
 from collab_server.auth import Role, mint_token
 from collab_server.protocol.update import UpdateLimits
 from collab_server.rooms.editors import MAX_AUTHOR_CHARS, MAX_AUTHORS, SERVER_AUTHOR, Editors
-from collab_server.rooms.history import save_version
+from collab_server.rooms.history import CHAIN_LENGTH, save_version
 from collab_server.rooms.room import Room
 from collab_server.rooms.snapshot import load_stored
 from collab_server.settings import Settings
@@ -323,11 +323,12 @@ class SlowVersionStore(MemoryStore):
         automatic: bool,
         authors: Sequence[str],
         created_at: datetime | None = None,
+        base: int | None = None,
     ) -> VersionRecord:
         self.arrived.set()
         await self.gate.wait()
         return await super().save_version(
-            room_id, state, label=label, automatic=automatic, authors=authors
+            room_id, state, label=label, automatic=automatic, authors=authors, base=base
         )
 
 
@@ -345,3 +346,30 @@ def test_a_versions_authors_are_bounded_in_number_and_length() -> None:
     authors = editors.names()
     assert len(authors) == MAX_AUTHORS + 1 and authors[-1] == SERVER_AUTHOR
     assert all(len(name) <= MAX_AUTHOR_CHARS for name in authors)
+
+
+async def test_versions_after_the_first_keep_only_what_changed_and_read_back_whole(
+    server: RunningServer,
+) -> None:
+    store = server.registry.store
+    texts = ["x = 1\n" * 2000]
+    async with server.http() as http:
+        assert (await http.post("/api/rooms", json={"id": "inc"})).status_code == 201
+        saved = []
+        for n in range(CHAIN_LENGTH + 2):
+            if n:
+                texts.append(texts[-1] + f"# step {n} 😀\n")
+            await http.put(text_path("inc"), content=texts[-1].encode())
+            saved.append(await save(http, "inc", f"v{n}"))
+        records = [await store.get_version("inc", int(str(v["id"]))) for v in saved]
+        bases = [record.base if record else "gone" for record in records]
+        # Whole, then changes to the one before; whole again after CHAIN_LENGTH of them.
+        assert bases[0] is None and bases[CHAIN_LENGTH] is None
+        assert bases[1:CHAIN_LENGTH] == [v["id"] for v in saved[: CHAIN_LENGTH - 1]]
+        assert int(str(saved[1]["size_bytes"])) * 20 < int(str(saved[0]["size_bytes"]))
+        # Deleting a version others are built on leaves them whole.
+        assert (await http.delete(f"{versions_path('inc')}/{saved[0]['id']}")).status_code == 204
+        assert (await http.get(f"{versions_path('inc')}/{saved[0]['id']}")).status_code == 404
+        for version, text in list(zip(saved, texts, strict=True))[1:]:
+            then = await http.get(f"{versions_path('inc')}/{version['id']}/text")
+            assert then.text == text

@@ -1,4 +1,5 @@
-"""Who edited a room since its last version, for the version's list of authors.
+"""Who edited a room since its last version, for the version's list of authors, and which
+version that was.
 
 The room tells this what it stores (and from which connection) and who leaves; names are read
 from presence when a version is saved, or as an editor leaves (its presence goes with it).
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from collab_server.rooms.peer import Peer
 
@@ -21,6 +23,15 @@ MAX_AUTHOR_CHARS = 100
 Names = Callable[[Peer], list[str]]  # the names a connection's clients announce
 
 
+@dataclass(frozen=True, slots=True)
+class LastVersion:
+    """The version a room saved last in this process: the next is saved as a change to it."""
+
+    id: int
+    state_vector: bytes  # the document's then
+    chain: int  # versions from the last one saved whole to this one
+
+
 class Editors:
     def __init__(self, names_of: Names) -> None:
         self._names_of = names_of
@@ -29,6 +40,7 @@ class Editors:
         self._server = False
         self.first_edit: float | None = None  # time.monotonic() of the first since the version
         self.edits = 0  # batches stored in all
+        self.last_version: LastVersion | None = None
 
     def stored(self, origin: Peer | None) -> None:
         """A batch from `origin` (None: REST, the server) was stored."""

@@ -1,11 +1,12 @@
 """A room's versions: saved (named by someone, or automatic), listed, read, compared and restored.
 
-A version is the server's copy of the document at a moment, kept whole in the store beside the
-log (`Store.save_version`), with the names of those who edited since the previous one. Restoring
-one is an ordinary edit: the current text is changed into the version's by the minimal diff and
-stored and relayed like a keystroke, so clients holding the current state follow it (swapping the
-stored document would make them merge the old state back), and the state before it is saved as
-a version first, so the restore can itself be undone.
+A version is the server's copy of the document at a moment, kept in the store beside the log
+(`Store.save_version`) as the change since the version before it (one in `CHAIN_LENGTH` whole),
+with the names of those who edited since the previous one. Restoring one is an ordinary edit:
+the current text is changed into the version's by the minimal diff and stored and relayed like a
+keystroke, so clients holding the current state follow it (swapping the stored document would
+make them merge the old state back), and the state before it is saved as a version first, so the
+restore can itself be undone.
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from pycrdt import merge_updates
+
 from collab_server.rooms.blame import BlameRun, TextTooLarge, blame
 from collab_server.rooms.document import Document, meta_of, new_document, text_of
+from collab_server.rooms.editors import LastVersion
 from collab_server.rooms.jobs import Jobs
 from collab_server.rooms.room import Room
 from collab_server.rooms.text_edit import changed_lines
-from persistence import Store, VersionRecord
+from persistence import BaseVersionGone, Store, VersionRecord
 
 if TYPE_CHECKING:
     from collab_server.rooms.registry import RoomRegistry
@@ -35,6 +39,9 @@ logger = logging.getLogger(__name__)
 MAX_DIFF_BYTES = 2 * 1024 * 1024
 DIFF_CONTEXT_LINES = 3
 CURRENT = "current"  # the name of the room's current state where a version id goes
+# A version is saved as the change since the one before, but one in this many is saved whole:
+# reading a version merges at most this many parts.
+CHAIN_LENGTH = 10
 
 
 class VersionMissing(Exception):
@@ -44,11 +51,26 @@ class VersionMissing(Exception):
 async def save_version(
     store: Store, room: Room, *, label: str | None, automatic: bool
 ) -> VersionRecord:
-    """Save the room's document as it is now, naming who edited since the last version."""
+    """Save the room's document as it is now, naming who edited since the last version: as the
+    change since the version this process saved last, or whole every `CHAIN_LENGTH` versions
+    (and after a restart)."""
     editors, edits = room.editors.names(), room.editors.edits
-    saved = await store.save_version(
-        room.id, room.full_update(), label=label, automatic=automatic, authors=editors
-    )
+    last, state_vector = room.editors.last_version, room.doc.get_state()
+    saved = None
+    if last is not None and last.chain < CHAIN_LENGTH:
+        change = room.doc.get_update(last.state_vector)
+        try:
+            saved = await store.save_version(
+                room.id, change, label=label, automatic=automatic, authors=editors, base=last.id
+            )
+        except BaseVersionGone:
+            pass  # deleted for good meanwhile: this one is saved whole
+    if saved is None:
+        saved = await store.save_version(
+            room.id, room.full_update(), label=label, automatic=automatic, authors=editors
+        )
+    chain = last.chain + 1 if saved.base is not None and last is not None else 1
+    room.editors.last_version = LastVersion(saved.id, state_vector, chain)
     room.editors.version_saved(edits)
     return saved
 
@@ -122,10 +144,10 @@ class RoomHistory:
 
     async def state(self, room_id: str, version_id: int) -> bytes:
         """The document then, as one update."""
-        found = await self._store.version_state(room_id, version_id)
-        if found is None:
+        parts = await self._store.version_parts(room_id, version_id)
+        if parts is None:
             raise VersionMissing(f"room {room_id!r} has no version {version_id}")
-        return found
+        return parts[0] if len(parts) == 1 else await asyncio.to_thread(merge_updates, *parts)
 
     async def text(self, room_id: str, version: int | str, name: str, opener: str | None) -> str:
         """The text `name` in a version, or in the room now (`CURRENT`)."""
