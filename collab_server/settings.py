@@ -126,6 +126,12 @@ class Settings(BaseSettings):
     versions_max_age_days: float = Field(
         30.0, ge=0, description="Automatic versions older than this are removed; 0: no limit."
     )
+    named_versions_max: int = Field(
+        1000,
+        ge=0,
+        description="Named versions a room may keep: saving one more answers 409 until some "
+        "are deleted; 0: no limit.",
+    )
     compact_after_updates: int = Field(
         2000, ge=1, description="Log rows after which a room's log is merged into a snapshot."
     )

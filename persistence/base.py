@@ -192,6 +192,9 @@ class Store(Protocol):
 
     async def get_version(self, room_id: str, version_id: int) -> VersionRecord | None: ...
 
+    async def count_named_versions(self, room_id: str) -> int:
+        """How many versions someone saved (not automatic ones) the room keeps."""
+
     async def version_parts(self, room_id: str, version_id: int) -> list[bytes] | None:
         """What makes the document as it was in that version: a whole document, then each
         change on the way to it (one item for a version saved whole); None if there is none."""

@@ -199,6 +199,14 @@ class MemoryStore:
         found = room.versions.get(version_id)
         return found[0] if found is not None else None
 
+    async def count_named_versions(self, room_id: str) -> int:
+        room = self._rooms.get(room_id)
+        if room is None:
+            return 0
+        return sum(
+            1 for i, (r, _) in room.versions.items() if not r.automatic and i not in room.hidden
+        )
+
     async def version_parts(self, room_id: str, version_id: int) -> list[bytes] | None:
         room = self._rooms.get(room_id)
         if room is None or version_id not in room.versions or version_id in room.hidden:

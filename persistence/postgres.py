@@ -367,6 +367,10 @@ class PostgresStore:
         async with self._connection() as conn:
             return await versions.get(conn, room_id, version_id)
 
+    async def count_named_versions(self, room_id: str) -> int:
+        async with self._connection() as conn:
+            return await versions.count_named(conn, room_id)
+
     async def version_parts(self, room_id: str, version_id: int) -> list[bytes] | None:
         async with self._connection() as conn:
             return await versions.parts(conn, room_id, version_id)

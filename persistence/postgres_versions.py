@@ -84,6 +84,13 @@ async def get(conn: Connection, room_id: str, version_id: int) -> VersionRecord 
     return _record(row) if row is not None else None
 
 
+async def count_named(conn: Connection, room_id: str) -> int:
+    count = await conn.fetchval(
+        "SELECT count(*) FROM versions WHERE room = $1 AND NOT automatic AND NOT hidden", room_id
+    )
+    return int(count)
+
+
 async def parts(conn: Connection, room_id: str, version_id: int) -> list[bytes] | None:
     """The version's bytes and its bases', whole document first, in one recursive query."""
     rows = await conn.fetch(

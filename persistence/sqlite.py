@@ -514,6 +514,9 @@ class SQLiteStore:
     async def get_version(self, room_id: str, version_id: int) -> VersionRecord | None:
         return await self._read(lambda conn: versions.get(conn, room_id, version_id))
 
+    async def count_named_versions(self, room_id: str) -> int:
+        return await self._read(lambda conn: versions.count_named(conn, room_id))
+
     async def version_parts(self, room_id: str, version_id: int) -> list[bytes] | None:
         return await self._read(lambda conn: versions.parts(conn, room_id, version_id))
 

@@ -103,6 +103,14 @@ def get(conn: sqlite3.Connection, room_id: str, version_id: int) -> VersionRecor
     return _record(row) if row else None
 
 
+def count_named(conn: sqlite3.Connection, room_id: str) -> int:
+    (count,) = conn.execute(
+        "SELECT count(*) FROM versions WHERE room = ? AND NOT automatic AND NOT hidden",
+        (room_id,),
+    ).fetchone()
+    return int(count)
+
+
 def parts(conn: sqlite3.Connection, room_id: str, version_id: int) -> list[bytes] | None:
     if get(conn, room_id, version_id) is None:
         return None

@@ -396,6 +396,7 @@ async def test_an_incremental_version_reads_back_as_its_chain_whole_first(store:
     )
     two = await store.save_version("r1", b"+2", label="n", automatic=False, authors=[], base=one.id)
     assert (one.base, two.base, two.size_bytes) == (whole.id, one.id, 2)
+    assert await store.count_named_versions("r1") == 1  # `two`; the others are automatic
     assert await store.get_version("r1", two.id) == two
     assert await store.version_parts("r1", two.id) == [b"W", b"+1", b"+2"]
     assert await store.version_parts("r1", one.id) == [b"W", b"+1"]
@@ -410,6 +411,7 @@ async def test_a_deleted_base_is_hidden_until_nothing_is_built_on_it(store: Stor
     two = await store.save_version("r1", b"+2", label=None, automatic=True, authors=[], base=one.id)
     assert await store.delete_version("r1", whole.id)
     assert await store.delete_version("r1", one.id)
+    assert await store.count_named_versions("r1") == 0
     assert not await store.delete_version("r1", one.id)  # hidden is deleted, to everyone
     assert await store.get_version("r1", one.id) is None
     assert await store.version_parts("r1", one.id) is None

@@ -373,3 +373,29 @@ async def test_versions_after_the_first_keep_only_what_changed_and_read_back_who
         for version, text in list(zip(saved, texts, strict=True))[1:]:
             then = await http.get(f"{versions_path('inc')}/{version['id']}/text")
             assert then.text == text
+
+
+async def test_named_versions_stop_at_the_cap_and_restores_keep_to_the_retention(
+    settings: Settings,
+) -> None:
+    capped = settings.model_copy(update={"named_versions_max": 2, "versions_kept": 2})
+    async with run_server(capped) as server, server.http() as http:
+        assert (await http.post("/api/rooms", json={"id": "cap"})).status_code == 201
+        first = await save(http, "cap", "one")
+        await save(http, "cap", "two")
+        refused = await http.post(versions_path("cap"), json={"label": "three"})
+        assert refused.status_code == 409 and refused.json()["error"] == "too_many_versions"
+        assert (await http.delete(f"{versions_path('cap')}/{first['id']}")).status_code == 204
+        await save(http, "cap", "three")
+        for _ in range(3):  # each restore saves two automatic versions
+            named = await _newest_named(http)
+            restored = await http.post(f"{versions_path('cap')}/{named}/restore")
+            assert restored.status_code == 200, restored.text
+        listed = (await http.get(versions_path("cap"))).json()["versions"]
+        assert sum(v["automatic"] for v in listed) == 2
+        assert [v["label"] for v in listed if not v["automatic"]] == ["three", "two"]
+
+
+async def _newest_named(http: httpx.AsyncClient) -> int:
+    listed = (await http.get(versions_path("cap"))).json()["versions"]
+    return int(next(v["id"] for v in listed if not v["automatic"]))

@@ -48,6 +48,10 @@ class VersionMissing(Exception):
     """The room has no such version."""
 
 
+class TooManyVersions(Exception):
+    """The room keeps as many named versions as it may."""
+
+
 async def save_version(
     store: Store, room: Room, *, label: str | None, automatic: bool
 ) -> VersionRecord:
@@ -114,24 +118,35 @@ class Checkpoints:
     async def _checkpoint(self, room: Room) -> None:
         try:
             saved = await save_version(self._store, room, label=None, automatic=True)
-            older_than = datetime.now(UTC) - self._max_age if self._max_age else None
-            pruned = await self._store.prune_versions(room.id, self._keep, older_than)
+            pruned = await self.prune(room.id)
             logger.info("room %s: checkpoint %d (%d old ones removed)", room.id, saved.id, pruned)
         finally:
             self._running.discard(room.id)
 
+    async def prune(self, room_id: str) -> int:
+        """The retention: how many automatic versions it removed."""
+        older_than = datetime.now(UTC) - self._max_age if self._max_age else None
+        return await self._store.prune_versions(room_id, self._keep, older_than)
+
 
 class RoomHistory:
-    def __init__(self, registry: RoomRegistry) -> None:
+    def __init__(self, registry: RoomRegistry, *, named_max: int) -> None:
+        """`named_max`: the named versions a room may keep (0: no limit)."""
         self._registry = registry
         self._store = registry.store
+        self._named_max = named_max
 
-    async def save(
-        self, room_id: str, *, label: str | None, automatic: bool, opener: str | None
-    ) -> VersionRecord:
-        """Save the room's document as it is now; raises `RoomMissing`."""
+    async def save(self, room_id: str, *, label: str | None, opener: str | None) -> VersionRecord:
+        """Save the room's document as it is now, as a named version; raises `RoomMissing`, or
+        `TooManyVersions` when the room keeps `named_max` already."""
         async with self._registry.lease(room_id, create=False, opener=opener) as room:
-            return await save_version(self._store, room, label=label, automatic=automatic)
+            if self._named_max:
+                if await self._store.count_named_versions(room_id) >= self._named_max:
+                    raise TooManyVersions(
+                        f"room {room_id!r} keeps {self._named_max} named versions, the most it"
+                        " may: delete some first"
+                    )
+            return await save_version(self._store, room, label=label, automatic=False)
 
     async def page(self, room_id: str, limit: int, before: int | None) -> list[VersionRecord]:
         return await self._store.page_versions(room_id, limit, before=before)
@@ -206,6 +221,7 @@ class RoomHistory:
             after = await save_version(
                 self._store, room, label=f"restored version {version_id}", automatic=True
             )
+        await self._registry.checkpoints.prune(room_id)  # restores add automatic versions too
         return before, after
 
 

@@ -59,7 +59,7 @@ class RoomRegistry:
             after_bytes=settings.compact_after_bytes,
         )
         self._loader = RoomLoader(store, self.limits, self._compaction)
-        self._checkpoints = Checkpoints(
+        self.checkpoints = Checkpoints(
             store,
             self._jobs,
             every_seconds=settings.version_every_seconds,
@@ -68,7 +68,7 @@ class RoomRegistry:
         )
         self.authorship = AuthorshipWriter(store, self._jobs)
         self._events = RoomEvents(
-            self, store, metrics, self._replication, self._jobs, self._compaction, self._checkpoints
+            self, store, metrics, self._replication, self._jobs, self._compaction, self.checkpoints
         )
         self._memory = MemoryReleaser()
         self.gate = RoomGate(
@@ -221,7 +221,7 @@ class RoomRegistry:
         del self._rooms[room_id]
         logger.info("room %s unloaded", room_id)
         await self._replication.unfollow(room_id)
-        await guarded(self._checkpoints.at_unload(room), f"room {room_id}: checkpoint")
+        await guarded(self.checkpoints.at_unload(room), f"room {room_id}: checkpoint")
         await guarded(self.authorship.save(room_id, room.authorship), f"room {room_id}: authorship")
         await self._compaction.at_unload(room)
         self._memory.after_unload()

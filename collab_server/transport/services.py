@@ -34,7 +34,7 @@ class Services:
         finishing may read them."""
         self._registry = registry
         self._catalog = RoomCatalog(registry)
-        self._history = RoomHistory(registry)
+        self._history = RoomHistory(registry, named_max=self.settings.named_versions_max)
         self._completion = completion
 
     @property

@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from collab_server.auth import Role
 from collab_server.rooms.blame import BlameRun, TextTooLarge
-from collab_server.rooms.history import CURRENT, VersionMissing
+from collab_server.rooms.history import CURRENT, TooManyVersions, VersionMissing
 from collab_server.transport.errors import ApiError
 from collab_server.transport.requests import (
     NO_SNIFF,
@@ -154,9 +154,12 @@ async def save_version(request: Request) -> Response:
         body = SaveVersion.model_validate_json(raw) if raw.strip() else SaveVersion()
     except ValidationError as error:
         raise ApiError.invalid_body(error) from error
-    saved = await services(request).history.save(
-        room_id, label=body.label, automatic=False, opener=client_address(request)
-    )
+    try:
+        saved = await services(request).history.save(
+            room_id, label=body.label, opener=client_address(request)
+        )
+    except TooManyVersions as error:
+        raise ApiError(409, "too_many_versions", str(error)) from error
     logger.info("room %s: version %d saved over REST", room_id, saved.id)
     return json_answer(_view(saved), 201)
 
