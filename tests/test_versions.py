@@ -16,7 +16,8 @@ from pycrdt import Doc, Text
 from collab_server.auth import Role, mint_token
 from collab_server.protocol.update import UpdateLimits
 from collab_server.rooms.editors import MAX_AUTHOR_CHARS, MAX_AUTHORS, SERVER_AUTHOR, Editors
-from collab_server.rooms.history import CHAIN_LENGTH, save_version
+from collab_server.rooms.history import CHAIN_LENGTH, Checkpoints, save_version
+from collab_server.rooms.jobs import Jobs
 from collab_server.rooms.room import Room
 from collab_server.rooms.snapshot import load_stored
 from collab_server.settings import Settings
@@ -399,3 +400,53 @@ async def test_named_versions_stop_at_the_cap_and_restores_keep_to_the_retention
 async def _newest_named(http: httpx.AsyncClient) -> int:
     listed = (await http.get(versions_path("cap"))).json()["versions"]
     return int(next(v["id"] for v in listed if not v["automatic"]))
+
+
+async def test_a_checkpoint_another_process_made_redundant_is_left_out() -> None:
+    """Two processes' copies of one room on one store (in process): each has editors, so each
+    would checkpoint; one whose document a fresh version already holds does not."""
+    store = MemoryStore()
+    await store.ensure_room("r")
+    a = Room("r", load_stored([], LIMITS), store, limits=LIMITS)
+    b = Room("r", load_stored([], LIMITS), store, limits=LIMITS)
+    clock = [0.0]
+    async with Jobs() as jobs:
+
+        def checkpoints() -> Checkpoints:
+            return Checkpoints(
+                store, jobs, every_seconds=600, keep=10, max_age_days=0, now=lambda: clock[0]
+            )
+
+        at_a, at_b = checkpoints(), checkpoints()
+        first = keystrokes("codemirror", "ab")
+        await a.write(first[0])
+        await b.apply_remote_updates([first[0]])
+        await b.write(first[1])
+        await a.apply_remote_updates([first[1]])
+        # While editing: A's span is over first, and then B's, a moment later.
+        assert a.editors.first_edit is not None and b.editors.first_edit is not None
+        clock[0] = max(a.editors.first_edit, b.editors.first_edit) + 601
+        at_a.after_edit(a)
+        await poll(lambda: a.editors.first_edit is None)  # A saved its checkpoint
+        before = b.editors.first_edit
+        at_b.after_edit(b)
+        await poll(lambda: b.editors.first_edit != before)
+        assert b.editors.first_edit is not None  # left out: a new span began, names kept
+        assert len(await versions(store)) == 1
+        assert b.editors.names() == ["server"]
+        # Leaving: A unloads first with the document both hold; B's checkpoint would repeat it.
+        second = keystrokes("codemirror", "c")[0]
+        await a.write(second)
+        await b.apply_remote_updates([second])
+        await at_a.at_unload(a)
+        await at_b.at_unload(b)
+        assert len(await versions(store)) == 2
+        # A document the newest version does not hold is saved.
+        third = keystrokes("codemirror", "d")[0]
+        await b.write(third)
+        await at_b.at_unload(b)
+        assert len(await versions(store)) == 3
+
+
+async def versions(store: MemoryStore) -> list[VersionRecord]:
+    return await store.page_versions("r", 100)

@@ -68,6 +68,11 @@ class Editors:
             names.update(_short(self._names_of(peer)))
         return sorted(names)[:MAX_AUTHORS] + ([SERVER_AUTHOR] if self._server else [])
 
+    def saved_elsewhere(self) -> None:
+        """Another process saved a version that holds this document: the span before the next
+        checkpoint starts afresh; the names stay for it."""
+        self.first_edit = time.monotonic()
+
     def version_saved(self, through: int) -> None:
         """A version holds the document as it was after `through` edits: count afresh, unless
         edits came meanwhile (they wait for the next version, with their editors)."""

@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING
 
 from pycrdt import merge_updates
 
+from collab_server.protocol.update import UpdateLimits, decode_update
 from collab_server.rooms.blame import BlameRun, TextTooLarge, blame
+from collab_server.rooms.client_state import decode_state_vector
 from collab_server.rooms.document import Document, meta_of, new_document, text_of
 from collab_server.rooms.editors import LastVersion
 from collab_server.rooms.jobs import Jobs
@@ -83,7 +85,12 @@ class Checkpoints:
     """Automatic versions: while people edit, `every_seconds` after the first edit since the
     last version, and when an edited room leaves memory (its last client left); none when
     nothing changed. Each is followed by the retention: `keep` automatic versions at most,
-    none older than `max_age_days` (named versions stay until deleted)."""
+    none older than `max_age_days` (named versions stay until deleted).
+
+    Several processes may hold one room, each with its own editors: a checkpoint is left out
+    when a version saved elsewhere makes it redundant (while editing, one younger than half the
+    span; as the room leaves memory, one that holds this very document). The editors' names
+    then go with this process's next version."""
 
     def __init__(
         self,
@@ -109,19 +116,35 @@ class Checkpoints:
             return
         if self._now() - edited_at >= self._every and self._jobs.running:
             self._running.add(room.id)
-            self._jobs.start(self._checkpoint(room), f"room {room.id}: checkpoint")
+            self._jobs.start(self._checkpoint(room, leaving=False), f"room {room.id}: checkpoint")
 
     async def at_unload(self, room: Room) -> None:
         if room.editors.first_edit is not None:
-            await self._checkpoint(room)
+            await self._checkpoint(room, leaving=True)
 
-    async def _checkpoint(self, room: Room) -> None:
+    async def _checkpoint(self, room: Room, *, leaving: bool) -> None:
         try:
+            if await self._redundant(room, leaving):
+                room.editors.saved_elsewhere()
+                logger.info("room %s: checkpoint left out: another process saved one", room.id)
+                return
             saved = await save_version(self._store, room, label=None, automatic=True)
             pruned = await self.prune(room.id)
             logger.info("room %s: checkpoint %d (%d old ones removed)", room.id, saved.id, pruned)
         finally:
             self._running.discard(room.id)
+
+    async def _redundant(self, room: Room, leaving: bool) -> bool:
+        newest = await self._store.page_versions(room.id, 1)
+        last = room.editors.last_version
+        if not newest or (last is not None and newest[0].id == last.id):
+            return False  # none, or this process's own: the span already separates them
+        if not leaving:
+            return datetime.now(UTC) - newest[0].created_at < timedelta(seconds=self._every / 2)
+        parts = await self._store.version_parts(room.id, newest[0].id)
+        return parts is not None and await asyncio.to_thread(
+            same_document, parts, room.full_update()
+        )
 
     async def prune(self, room_id: str) -> int:
         """The retention: how many automatic versions it removed."""
@@ -223,6 +246,30 @@ class RoomHistory:
             )
         await self._registry.checkpoints.prune(room_id)  # restores add automatic versions too
         return before, after
+
+
+def same_document(parts: list[bytes], state: bytes) -> bool:
+    """Whether a version (its parts) holds the document `state`: the same items (state vectors)
+    and the same deletions (delete sets, whatever their ranges' splits)."""
+    theirs = new_document(parts[0] if len(parts) == 1 else merge_updates(*parts))
+    ours = new_document(state)
+    their_clocks, our_clocks = theirs.get_state(), ours.get_state()
+    if decode_state_vector(their_clocks) != decode_state_vector(our_clocks):
+        return False
+    # With the same items, what each has beyond the other is only its delete set.
+    return _deleted(theirs.get_update(our_clocks)) == _deleted(ours.get_update(their_clocks))
+
+
+def _deleted(update: bytes) -> dict[int, list[tuple[int, int]]]:
+    """An update's delete set as each client's sorted, joined ranges."""
+    ranges: dict[int, list[tuple[int, int]]] = {}
+    for client, clock, length in sorted(decode_update(update, UpdateLimits()).deletes):
+        joined = ranges.setdefault(client, [])
+        if joined and clock <= joined[-1][1]:
+            joined[-1] = (joined[-1][0], max(joined[-1][1], clock + length))
+        else:
+            joined.append((clock, clock + length))
+    return ranges
 
 
 def _text_in(state: bytes, name: str) -> str:
