@@ -2,6 +2,8 @@
 // synced with the stock y-websocket provider; the room's language lives in the shared Y.Map
 // `meta`, so every peer switches together. On a server with access tokens the page sends its
 // token (access.js), is read-only for a viewer, and asks for a token when the server says no.
+// The history panel (history.js) lists the room's versions, shows and restores them, and colours
+// the lines by author (blame.js).
 
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
@@ -20,11 +22,14 @@ import { closeBrackets, closeBracketsKeymap } from '@codemirror/autocomplete'
 import {
   DENIED_STATUSES, describeDenial, forgetToken, shareable, takeToken, tokenPanel, tokenRole, withToken
 } from './access.js'
+import { authorLines } from './blame.js'
 import { INTERACTION_DELAY, serverCompletion } from './completion.js'
 import { trackConnection } from './connection.js'
+import { historyPanel } from './history.js'
 import { loadIdentity } from './identity.js'
 import { DEFAULT_LANGUAGE, fillLanguageSelect, languageById } from './languages.js'
 import { bindNameField, followRenames, trackPeople } from './people.js'
+import { roomApi } from './rest.js'
 import { showToast } from './toast.js'
 
 const TEXT_NAME = 'codemirror' // the Y.Text the server's REST API reads and writes
@@ -139,6 +144,7 @@ const view = new EditorView({
       accessSlot.of([]),
       collab,
       caretSlot.of(carets),
+      authorLines,
       theme,
       EditorView.contentAttributes.of({ 'aria-label': 'Code', 'aria-describedby': 'editor-help' }),
       EditorView.updateListener.of((update) => {
@@ -193,6 +199,18 @@ languageSelect.addEventListener('change', () => {
 })
 showLanguage(meta.get(LANGUAGE_KEY))
 
+// -- the room's versions (before access: a viewer's page hides Save and Restore) ------------------
+
+const versions = historyPanel({
+  panel: $('history'),
+  button: $('history-button'),
+  request: roomApi({ roomId, serverRoot, token: () => token, onDenied: (status, detail) => denyAccess(status, detail) }),
+  textName: TEXT_NAME,
+  ytext,
+  view,
+  awareness
+})
+
 // -- access: edit, view only, or denied -----------------------------------------------------------
 
 let access = 'edit'
@@ -205,6 +223,7 @@ function showAccess (mode) {
   $('read-only').hidden = mode !== 'view'
   // The language lives in the document: a change the server would drop must not look made.
   languageSelect.disabled = mode !== 'edit'
+  versions.setEditable(mode === 'edit')
 }
 
 const accessForToken = () => tokenRole(token) === 'viewer' ? 'view' : 'edit'
@@ -345,6 +364,7 @@ window.collab = {
   awareness,
   undoManager,
   view,
+  versions,
   completion: { interactionDelay: INTERACTION_DELAY },
   get access () { return access } // 'edit', 'view' or 'denied'
 }
