@@ -1,7 +1,7 @@
 """Benchmark: what history costs. A real server on SQLite; an hour of two people typing, replayed
 fast; then how long listing, diffing and restoring take.
 
-    .venv/bin/python -m bench.history [--minutes 60] [--versions 500]
+    .venv/bin/python -m bench.history [--minutes 60] [--versions 500] [--edits 100000]
 
 - **Storage per hour**: two pycrdt documents type `--minutes` of keystrokes (5 a second each,
   one update per keystroke, as editors send them, each at a random place in its own half of the
@@ -13,6 +13,14 @@ fast; then how long listing, diffing and restoring take.
 - **Diff**: two versions of 1 MB of Python (30 lines changed; `bench.text_diff`'s case); the
   time of `GET …/diff`.
 - **Restore**: the restore of the first of those versions into the second.
+- **The history panel on a big room**: `--edits` keystrokes (100,000) of two people typing at
+  random places in their halves, written into the store before the server starts, with a
+  version every `--edits / --versions` keystrokes (saved as the server saves them: changes to
+  the one before, one in ten whole) and the authorship the server would have stamped (one
+  range per person per minute of typing at 5 keystrokes a second). Then what the panel asks
+  for: the first page of 50 versions, blame of the text now and of the oldest version, a
+  version's text, and its diff against the room now; the first call of each as the panel
+  makes it (the room not yet in memory for the first), then medians of a few more.
 
 Not a test: nothing here passes or fails. Results: bench/RESULTS-history.md.
 """
@@ -25,6 +33,7 @@ import random
 import statistics
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -33,6 +42,9 @@ from pycrdt import Doc, Text
 from bench.fuzz.server import ServerProcess
 from bench.ports import free_port
 from bench.text_diff import python_1mb
+from collab_server.rooms.client_state import decode_state_vector
+from persistence import Author, AuthorRange
+from persistence.sqlite import SQLiteStore
 
 KEYSTROKES_PER_SECOND = 5  # each typist
 TYPISTS = 2
@@ -138,6 +150,132 @@ async def diff_and_restore(http: httpx.AsyncClient) -> list[str]:
     ]
 
 
+def typed_room(edits: int, versions: int) -> tuple[list[bytes], list[bytes], list[AuthorRange]]:
+    """Two people typing as people do, each in their half of the text: runs of characters at a
+    cursor that now and then jumps elsewhere, with a backspace in twenty. Returns the log (as
+    compaction leaves it: the whole document in one update), a version every
+    `edits // versions` keystrokes (each the change since the one before, one in ten whole),
+    and who typed what (one range per person per minute at 5 keystrokes a second)."""
+    docs: list[Doc[Text]] = [Doc() for _ in range(TYPISTS)]
+    rng = random.Random(2)
+    changes: list[bytes] = []
+    ranges: list[AuthorRange] = []
+    cursors = [0, 0]
+    every = max(1, edits // versions)
+    per_minute = KEYSTROKES_PER_SECOND * 60
+    start = datetime.now(UTC) - timedelta(seconds=edits / TYPISTS / KEYSTROKES_PER_SECOND)
+    last_state = b"\x00"
+    for number in range(edits):
+        author = number % TYPISTS
+        doc = docs[author]
+        text = doc.get("codemirror", type=Text)
+        clock_before = _clock_of(doc)
+        before = doc.get_state()
+        half = len(text) // 2
+        low, high = (0, half) if author == 0 else (half, len(text))
+        if rng.random() < 0.02 or not low <= cursors[author] <= high:
+            cursors[author] = rng.randint(low, high)
+        if rng.random() < 0.05 and cursors[author] > low:
+            cursors[author] -= 1
+            del text[cursors[author]]
+            moved = -1
+        else:
+            text.insert(cursors[author], rng.choice("abcdefghij (){}:\n"))
+            cursors[author] += 1
+            moved = 1
+        update = doc.get_update(before)
+        docs[1 - author].apply_update(update)
+        if author == 0:  # the second half moved along
+            cursors[1] += moved
+        written = _clock_of(doc) - clock_before
+        if written:
+            minute = (number // TYPISTS) // per_minute
+            moment = start + timedelta(minutes=minute)
+            last = ranges[-TYPISTS:] if ranges else []
+            mine = next((r for r in last if r.client == doc.client_id), None)
+            if mine is not None and mine.time == moment:
+                ranges[ranges.index(mine)] = AuthorRange(
+                    mine.client, mine.clock, mine.length + written, mine.author, moment
+                )
+            else:
+                who = Author(["Ada", "Bo"][author], self_declared=True)
+                ranges.append(AuthorRange(doc.client_id, clock_before, written, who, moment))
+        if (number + 1) % every == 0:
+            whole = len(changes) % 10 == 0
+            changes.append(docs[0].get_update() if whole else docs[0].get_update(last_state))
+            last_state = docs[0].get_state()
+    return [docs[0].get_update()], changes, ranges
+
+
+def _clock_of(doc: Doc[Text]) -> int:
+    """The next clock of the document's own client."""
+    state = decode_state_vector(doc.get_state())
+    return state.get(doc.client_id, 0)
+
+
+async def seed_big_room(db: Path, edits: int, versions: int) -> None:
+    """The room `big-history`, written into the store before the server opens it."""
+    log, changes, ranges = await asyncio.to_thread(typed_room, edits, versions)
+    store = SQLiteStore(str(db))
+    await store.open()
+    try:
+        await store.create_room("big-history", "big history", "python")
+        await store.append_many("big-history", log)
+        base = None
+        for number, change in enumerate(changes):
+            saved = await store.save_version(
+                "big-history",
+                change,
+                label=None,
+                automatic=True,
+                authors=["Ada", "Bo"],
+                base=None if number % 10 == 0 else base,
+            )
+            base = saved.id
+        await store.save_authorship("big-history", ranges)
+    finally:
+        await store.close()
+
+
+async def panel(http: httpx.AsyncClient, edits: int) -> list[str]:
+    room = "/api/rooms/big-history"
+    timings: dict[str, list[float]] = {}
+
+    async def timed(what: str, path: str, **params: int) -> httpx.Response:
+        started = time.perf_counter()
+        answer = await http.get(path, params=params)
+        timings.setdefault(what, []).append(time.perf_counter() - started)
+        answer.raise_for_status()
+        return answer
+
+    oldest, cursor = None, None
+    while True:  # the oldest version's id, from the last page
+        params = {"limit": 100} | ({"cursor": cursor} if cursor is not None else {})
+        page = (await http.get(f"{room}/versions", params=params)).json()
+        if page["versions"]:
+            oldest = page["versions"][-1]["id"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    for _ in range(REPEAT + 1):
+        listed = (await timed("first page of 50 versions", f"{room}/versions", limit=50)).json()
+        newest = listed["versions"][0]["id"]
+        blamed = (await timed("blame of the text now", f"{room}/blame")).json()
+        await timed(
+            "text of the newest version (a chain of changes)", f"{room}/versions/{newest}/text"
+        )
+        await timed("its diff against the room now", f"{room}/versions/{newest}/diff/current")
+        await timed("blame of the oldest version", f"{room}/versions/{oldest}/blame")
+    return [
+        f"- {edits:,} keystrokes of two people, {blamed['line_count']:,} lines,"
+        f" {len(blamed['runs']):,} runs of lines by one author:",
+        *(
+            f"  - {what}: first {_ms(times[0])}, then {_ms(statistics.median(times[1:]))}"
+            for what, times in timings.items()
+        ),
+    ]
+
+
 def _db_bytes(db: Path) -> int:
     return sum(path.stat().st_size for path in db.parent.glob(db.name + "*"))
 
@@ -146,9 +284,11 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=int, default=60)
     parser.add_argument("--versions", type=int, default=500)
+    parser.add_argument("--edits", type=int, default=100_000)
     arguments = parser.parse_args()
     directory = Path(tempfile.mkdtemp(prefix="bench-history-"))
     db = directory / "history.db"
+    await seed_big_room(db, arguments.edits, arguments.versions)
     env = {
         "COLLAB_STORE_URL": f"sqlite:///{db}",
         "COLLAB_LOG_LEVEL": "warning",
@@ -163,6 +303,7 @@ async def main() -> None:
             lines = ["Storage:", *await typing_hour(http, arguments.minutes, db)]
             lines += ["Listing:", *await listing(http, arguments.versions)]
             lines += ["Diff and restore:", *await diff_and_restore(http)]
+            lines += ["The history panel on a big room:", *await panel(http, arguments.edits)]
     finally:
         await server.stop()
     print("\n".join(lines))

@@ -1,4 +1,5 @@
-"""Content survives restarts and crashes of a real server process on the SQLite default."""
+"""Content, versions and authorship survive restarts and crashes of a real server process on
+the SQLite default."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import anyio.lowlevel
 import httpx
 import pytest
 
+from collab_server.rooms.authorship import FLUSH_SECONDS
+from tests.polling import poll
 from tests.server_process import server_process
 from tests.yclient import yclient
 
@@ -52,3 +55,40 @@ async def test_kill_9_loses_nothing_another_client_saw(tmp_path: Path) -> None:
     async with server_process(env) as server, httpx.AsyncClient(base_url=server.http_url) as http:
         stored = (await http.get("/api/rooms/crash/text")).text
     assert stored.startswith(seen), (len(stored), len(seen))
+
+
+async def test_kill_9_keeps_every_saved_version_and_settled_authorship(tmp_path: Path) -> None:
+    """A version answered 201 is durable; authorship is written within 2 s of the edit."""
+    env = {"COLLAB_STORE_URL": f"sqlite:///{tmp_path}/collab.db"}
+    async with server_process(env) as server:
+        async with (
+            httpx.AsyncClient(base_url=server.http_url) as http,
+            yclient(server.ws_url, "history") as ada,
+        ):
+            ada.set_awareness(1, {"user": {"name": "Ada"}})
+            await ada.wait_until(lambda: ada.doc.client_id in ada.awareness)
+            ada.text.insert(0, "first\n")
+            await poll(lambda: _text_is(http, "history", "first\n"))
+            saved = (await http.post("/api/rooms/history/versions", json={"label": "one"})).json()
+            ada.text.insert(6, "second\n")
+            await poll(lambda: _text_is(http, "history", "first\nsecond\n"))
+            changed = (await http.post("/api/rooms/history/versions", json={"label": "two"})).json()
+            await anyio.sleep(AUTHORSHIP_SETTLES)
+            server.kill()
+    async with server_process(env) as server, httpx.AsyncClient(base_url=server.http_url) as http:
+        listed = (await http.get("/api/rooms/history/versions")).json()["versions"]
+        assert [v["id"] for v in listed if not v["automatic"]] == [changed["id"], saved["id"]]
+        for version, text in ((saved, "first\n"), (changed, "first\nsecond\n")):
+            then = await http.get(f"/api/rooms/history/versions/{version['id']}/text")
+            assert then.text == text
+        blamed = (await http.get("/api/rooms/history/blame")).json()
+        assert [(r["from_line"], r["to_line"], r["author"]) for r in blamed["runs"]] == [
+            (1, 3, "Ada")
+        ]
+
+
+AUTHORSHIP_SETTLES = FLUSH_SECONDS + 1
+
+
+async def _text_is(http: httpx.AsyncClient, room: str, text: str) -> bool:
+    return (await http.get(f"/api/rooms/{room}/text")).text == text
