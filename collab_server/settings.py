@@ -182,6 +182,12 @@ class Settings(BaseSettings):
         "provider for the rest), at a lower CPU priority than the server; about 125 MB each. "
         "0 turns completion off (the endpoint answers 503).",
     )
+    completion_cache_dir: str = Field(
+        "~/.cache/collab-server/jedi",
+        description="Where completion workers keep jedi's cache across restarts (one locked "
+        "slot directory per worker), so Python completion answers in full soon after a start; "
+        "empty: a temporary directory per worker, removed when it exits.",
+    )
     completion_queue: int = Field(
         8,
         ge=1,

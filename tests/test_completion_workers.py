@@ -1,4 +1,5 @@
-"""Completion workers end with the server process, however it ends.
+"""Completion workers end with the server process, however it ends, and keep jedi's cache for
+the next start.
 
 A server killed with SIGKILL cannot stop its pool: each worker (about 100 MB) must leave on its
 own, including one that was still starting when the server died, and the pool's resource tracker
@@ -17,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from collab_server.completion import worker
 from tests.polling import poll
 from tests.server_process import free_port, serve_command, server_process
 
@@ -128,3 +130,45 @@ async def test_workers_end_with_a_server_killed_while_starting_them() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+# -- jedi's cache, kept across restarts ------------------------------------------------------------
+
+
+def test_each_worker_takes_a_slot_of_its_own_and_a_dirty_one_is_emptied(tmp_path: Path) -> None:
+    kept, dirty = tmp_path / "worker-0" / "jedi", tmp_path / "worker-1" / "jedi"
+    for cache in (kept, dirty):
+        cache.mkdir(parents=True)
+        (cache / "tree.pkl").write_bytes(b"parso's pickle")
+    (tmp_path / "worker-0" / worker.CLEAN_MARK).touch()  # left cleanly; worker-1 was killed
+    first, second = worker._claim_slot(tmp_path), worker._claim_slot(tmp_path)
+    third = worker._claim_slot(tmp_path)
+    assert [first, second, third] == [tmp_path / f"worker-{n}" for n in range(3)]
+    assert (kept / "tree.pkl").exists() and not dirty.exists()
+    assert not (tmp_path / "worker-0" / worker.CLEAN_MARK).exists()  # in use: dirty until left
+
+
+async def test_a_stopped_server_leaves_its_workers_caches_for_the_next_start(
+    tmp_path: Path,
+) -> None:
+    env = {**ENV, "COLLAB_COMPLETION_CACHE_DIR": str(tmp_path)}
+    source = "import os\nos.pa"
+    async with server_process(env) as server, httpx.AsyncClient(base_url=server.http_url) as http:
+        await http.post("/api/rooms", json={"id": "py", "language": "python"})
+        await http.put("/api/rooms/py/text", content=source.encode())
+
+        async def jedi_answers() -> bool:
+            answer = await http.post("/api/rooms/py/complete", json={"offset": len(source)})
+            found = answer.json()
+            return bool(found.get("provider") == "jedi" and not found["partial"])
+
+        await poll(jedi_answers, GONE_WITHIN)
+    _left_clean_with_trees(tmp_path)
+
+
+def _left_clean_with_trees(root: Path) -> None:
+    slots = sorted(root.iterdir())
+    assert [slot.name for slot in slots] == ["worker-0", "worker-1"]
+    for slot in slots:
+        assert (slot / worker.CLEAN_MARK).exists()
+        assert any((slot / "jedi").rglob("*.pkl")), f"{slot} kept no parsed trees"

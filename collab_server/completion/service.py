@@ -80,6 +80,7 @@ class Admission:
 class CompletionService:
     def __init__(self, settings: Settings) -> None:
         self._workers = settings.completion_workers
+        self._cache_dir = settings.completion_cache_dir
         self._deadline = settings.completion_deadline_ms / 1000
         self._slots = threading.Semaphore(settings.completion_queue)
         self._pool: ProcessPoolExecutor | None = None
@@ -120,7 +121,7 @@ class CompletionService:
             self._workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=worker.start_worker,
-            initargs=(os.getpid(),),
+            initargs=(os.getpid(), self._cache_dir),
         )
         # Start every worker now, so each warms jedi up. A worker's parent-death signal follows
         # the thread that spawned it: this one, the event loop's, which lives as long as we do.

@@ -13,12 +13,21 @@ provider's bounded cost.
 A worker leaves when the server process does, however it ends: a server killed with SIGKILL
 cannot stop its pool, and a worker left behind keeps ~100 MB and the pool's resource tracker
 (which exits once the last process holding its pipe has).
+
+Jedi's cache (parso's pickled trees of the standard library and of the stubs it reads) is kept
+across restarts, so that jedi answers in full soon after a start instead of parsing all of it
+again. parso writes its pickles in place and does not expect a half-written file, and two
+processes sharing one directory made jedi fail with EOFError now and then; so each worker takes
+a slot directory of its own under `COLLAB_COMPLETION_CACHE_DIR`, held by an exclusive lock for
+its life (the kernel drops it however the worker ends), and a slot its last owner did not leave
+cleanly (a kill in the middle of a write) is emptied before use.
 """
 
 from __future__ import annotations
 
 import atexit
 import ctypes
+import fcntl
 import logging
 import os
 import shutil
@@ -28,6 +37,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 
 import jedi
@@ -47,7 +57,11 @@ WARM_UP = (  # first completions that load what most requests need: builtins, os
 NICENESS = 10  # workers yield the CPU to the server process, which relays keystrokes
 PARENT_CHECK_SECONDS = 1.0  # where there is no parent-death signal (not Linux)
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+CACHE_SLOTS = 64  # workers of every server on this machine that share one cache directory
+CLEAN_MARK = "clean"  # in a slot: its last owner left with no write under way
+NO_CACHE = "none"  # COLLAB_COMPLETION_CACHE_DIR that keeps nothing across restarts
 _worker: Worker | None = None
+_slot: Path | None = None  # the kept cache slot this worker holds; None: a temporary directory
 
 
 class _Run:
@@ -111,26 +125,64 @@ class Worker:
         return run.result
 
 
-def start_worker(server: int) -> None:
-    """The pool's initializer: tie this process to `server` (the server's PID), build this
-    process's worker and start warming jedi."""
+def start_worker(server: int, cache_root: str) -> None:
+    """The pool's initializer: tie this process to `server` (the server's PID), take a jedi
+    cache directory under `cache_root` (`NO_CACHE`: a temporary one), build this process's
+    worker and start warming jedi."""
     global _worker
-    _private_jedi_cache()
+    _use_jedi_cache(cache_root)
     _exit_with(server)
     os.nice(NICENESS)
     _worker = Worker()
     _worker.warm_up()
 
 
-def _private_jedi_cache() -> None:
-    """Give this worker a cache directory of its own, removed when it exits.
-
-    parso writes its pickle cache in place and does not expect a half-written file: two workers
-    (or two servers) sharing ~/.cache/jedi made jedi fail with EOFError now and then.
-    """
+def _use_jedi_cache(root: str) -> None:
+    """Point jedi at a cache directory this worker alone uses: a kept slot under `root`, or,
+    without one (none given, none free, not writable), a temporary directory removed at exit."""
+    global _slot
+    _slot = _claim_slot(Path(root).expanduser()) if root not in ("", NO_CACHE) else None
+    if _slot is not None:
+        jedi.settings.cache_directory = str(_slot / "jedi")
+        atexit.register(_leave_slot)
+        return
     directory = tempfile.mkdtemp(prefix="collab-jedi-")
     jedi.settings.cache_directory = directory
     atexit.register(shutil.rmtree, directory, ignore_errors=True)
+
+
+def _claim_slot(root: Path) -> Path | None:
+    for number in range(CACHE_SLOTS):
+        slot = root / f"worker-{number}"
+        try:
+            slot.mkdir(parents=True, exist_ok=True)
+            lock = os.open(slot / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as error:
+            logger.warning(
+                "completion cache %s unusable (%s): a temporary one instead", root, error
+            )
+            return None
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(lock)  # another worker's
+            continue
+        # The lock stays held (its descriptor open) until this process ends.
+        clean = slot / CLEAN_MARK
+        if clean.exists():
+            clean.unlink()
+        else:
+            shutil.rmtree(slot / "jedi", ignore_errors=True)
+        return slot
+    logger.warning("all %d completion cache slots in %s are taken", CACHE_SLOTS, root)
+    return None
+
+
+def _leave_slot() -> None:
+    """Mark the slot clean unless jedi may be writing into it (then the next owner empties it)."""
+    running = _worker._running if _worker is not None else None
+    if _slot is not None and (running is None or running.done.is_set()):
+        (_slot / CLEAN_MARK).touch()
 
 
 def _exit_with(server: int) -> None:
@@ -159,7 +211,10 @@ def _leave_on_signal(signum: int, frame: FrameType | None) -> None:
 
 
 def _leave() -> None:
-    shutil.rmtree(jedi.settings.cache_directory, ignore_errors=True)
+    if _slot is not None:
+        _leave_slot()
+    else:
+        shutil.rmtree(jedi.settings.cache_directory, ignore_errors=True)
     os._exit(0)
 
 
