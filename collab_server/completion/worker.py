@@ -41,6 +41,7 @@ from pathlib import Path
 from types import FrameType
 
 import jedi
+import parso.cache
 
 from collab_server.completion.generic import complete_generic, word_start
 from collab_server.completion.job import Completions, Job
@@ -60,8 +61,10 @@ PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 CACHE_SLOTS = 64  # workers of every server on this machine that share one cache directory
 CLEAN_MARK = "clean"  # in a slot: its last owner left with no write under way
 NO_CACHE = "none"  # COLLAB_COMPLETION_CACHE_DIR that keeps nothing across restarts
+LEAVE_WAIT_SECONDS = 1.0  # for a write into the cache to end, as the worker leaves
 _worker: Worker | None = None
 _slot: Path | None = None  # the kept cache slot this worker holds; None: a temporary directory
+_cache_writes = threading.Lock()  # held by parso while it writes into the cache
 
 
 class _Run:
@@ -144,6 +147,7 @@ def _use_jedi_cache(root: str) -> None:
     _slot = _claim_slot(Path(root).expanduser()) if root not in ("", NO_CACHE) else None
     if _slot is not None:
         jedi.settings.cache_directory = str(_slot / "jedi")
+        _guard_cache_writes()
         atexit.register(_leave_slot)
         return
     directory = tempfile.mkdtemp(prefix="collab-jedi-")
@@ -178,10 +182,22 @@ def _claim_slot(root: Path) -> Path | None:
     return None
 
 
+def _guard_cache_writes() -> None:
+    """Make parso's writes into the cache hold `_cache_writes` (it calls these two by name)."""
+    for name in ("_save_to_file_system", "_remove_cache_and_update_lock"):
+        write = getattr(parso.cache, name)
+
+        def guarded(*args: object, _write: Callable[..., None] = write, **kwargs: object) -> None:
+            with _cache_writes:
+                _write(*args, **kwargs)
+
+        setattr(parso.cache, name, guarded)
+
+
 def _leave_slot() -> None:
-    """Mark the slot clean unless jedi may be writing into it (then the next owner empties it)."""
-    running = _worker._running if _worker is not None else None
-    if _slot is not None and (running is None or running.done.is_set()):
+    """Mark the slot clean once no write is under way, and let none start after (a worker
+    that cannot tell leaves it for the next owner to empty)."""
+    if _slot is not None and _cache_writes.acquire(timeout=LEAVE_WAIT_SECONDS):
         (_slot / CLEAN_MARK).touch()
 
 
