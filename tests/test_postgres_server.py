@@ -158,6 +158,8 @@ async def test_two_servers_starting_at_once_migrate_once_and_both_serve() -> Non
         assert sorted((row["version"], row["name"]) for row in rows) == [
             (1, "rooms_updates_snapshots"),
             (2, "versions"),
+            (3, "authorship"),
+            (4, "incremental_versions"),
         ]
 
 

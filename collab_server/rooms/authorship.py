@@ -119,24 +119,30 @@ class Authorship:
 
 
 class AuthorshipWriter:
-    """Saves rooms' stamps in the background: `FLUSH_SECONDS` after the first unsaved one."""
+    """Saves rooms' stamps in the background: `FLUSH_SECONDS` after the first unsaved one, on a
+    timer (not a sleeping job, which would hold up the server's stop: unloading saves anyway)."""
 
     def __init__(self, store: Store, jobs: Jobs) -> None:
         self._store = store
         self._jobs = jobs
-        self._waiting: set[str] = set()  # rooms with a save scheduled
+        self._timers: dict[str, asyncio.TimerHandle] = {}  # rooms with a save scheduled
 
     def after_edit(self, room_id: str, authorship: Authorship) -> None:
-        if authorship.unsaved and room_id not in self._waiting and self._jobs.running:
-            self._waiting.add(room_id)
-            self._jobs.start(self._save_later(room_id, authorship), f"room {room_id}: authorship")
+        if authorship.unsaved and room_id not in self._timers and self._jobs.running:
+            self._timers[room_id] = asyncio.get_running_loop().call_later(
+                FLUSH_SECONDS, self._save_soon, room_id, authorship
+            )
 
-    async def _save_later(self, room_id: str, authorship: Authorship) -> None:
-        try:
-            await asyncio.sleep(FLUSH_SECONDS)
-        finally:
-            self._waiting.discard(room_id)
-        await self.save(room_id, authorship)
+    def cancel_all(self) -> None:
+        """The rooms are closing: each saves its stamps as it unloads."""
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+
+    def _save_soon(self, room_id: str, authorship: Authorship) -> None:
+        del self._timers[room_id]
+        if self._jobs.running:
+            self._jobs.start(self.save(room_id, authorship), f"room {room_id}: authorship")
 
     async def save(self, room_id: str, authorship: Authorship) -> None:
         """Save what the room stamped since the last save (now: a reader wants it, or the room

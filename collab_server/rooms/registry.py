@@ -92,6 +92,7 @@ class RoomRegistry:
         traceback: TracebackType | None,
     ) -> None:
         self._idle.cancel_all()
+        self.authorship.cancel_all()
         if not self._jobs.running:
             return
         for room in list(self._rooms.values()):
