@@ -135,13 +135,11 @@ async def test_with_tokens_the_token_names_the_author_whatever_the_editor_announ
 
 async def test_sending_someone_elses_items_again_claims_nothing(server: RunningServer) -> None:
     async with server.http() as http, yclient(server.ws_url, "claim") as ada:
-        ada.set_awareness(1, {"user": {"name": "Ada"}})
-        await ada.wait_until(lambda: ada.doc.client_id in ada.awareness)
+        await ada.announce("Ada")
         ada.text.insert(0, "mine\n")
         await poll(lambda: text_is(http, "claim", "mine\n"))
         async with yclient(server.ws_url, "claim", sync=False) as mallory:
-            mallory.set_awareness(1, {"user": {"name": "Mallory"}})
-            await mallory.wait_until(lambda: mallory.doc.client_id in mallory.awareness)
+            await mallory.announce("Mallory")
             await mallory.send_raw(encode_update(ada.doc.get_update()))  # all of Ada's items
             await mallory.send_raw(encode_update(_typed(7, "theirs\n")))
             await poll(lambda: text_is(http, "claim", "theirs\nmine\n"))
@@ -150,8 +148,7 @@ async def test_sending_someone_elses_items_again_claims_nothing(server: RunningS
 
 async def test_a_version_is_blamed_as_it_was(server: RunningServer) -> None:
     async with server.http() as http, yclient(server.ws_url, "then") as ada:
-        ada.set_awareness(1, {"user": {"name": "Ada"}})
-        await ada.wait_until(lambda: ada.doc.client_id in ada.awareness)
+        await ada.announce("Ada")
         ada.text.insert(0, "one\n")
         await poll(lambda: text_is(http, "then", "one\n"))
         saved = (await http.post("/api/rooms/then/versions", json={"label": "v"})).json()

@@ -65,8 +65,7 @@ async def test_kill_9_keeps_every_saved_version_and_settled_authorship(tmp_path:
             httpx.AsyncClient(base_url=server.http_url) as http,
             yclient(server.ws_url, "history") as ada,
         ):
-            ada.set_awareness(1, {"user": {"name": "Ada"}})
-            await ada.wait_until(lambda: ada.doc.client_id in ada.awareness)
+            await ada.announce("Ada")
             ada.text.insert(0, "first\n")
             await poll(lambda: _text_is(http, "history", "first\n"))
             saved = (await http.post("/api/rooms/history/versions", json={"label": "one"})).json()

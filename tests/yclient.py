@@ -69,6 +69,12 @@ class YClient:
         entry = AwarenessEntry(self.doc.client_id, clock, json.dumps(state))
         self._outbox.put_nowait(encode_awareness_message(encode_awareness([entry])))
 
+    async def announce(self, name: str) -> None:
+        """Show as `name` in presence (`user.name`, as the editor page sets it), once the server
+        has it: what it stamps this client's edits with when no token names it."""
+        self.set_awareness(1, {"user": {"name": name}})
+        await self.wait_until(lambda: self.doc.client_id in self.awareness)
+
     async def _pump_out(self) -> None:
         try:
             while True:
