@@ -16,6 +16,7 @@ loses at most that much attribution (those lines show no author), never an edit.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ class _Range:
         )
 
 
+@functools.lru_cache(maxsize=4096)  # one object per person: stamps compare them by identity
 def named(name: str | None, user: str | None = None, *, self_declared: bool) -> Author:
     """An author from what a token or a presence state says, cut to a bounded size."""
     user = user[:MAX_NAME_CHARS] if user else None
@@ -85,7 +87,7 @@ class Authorship:
             if (
                 last is not None
                 and last.clock + last.length == start
-                and last.author == author
+                and (last.author is author or last.author == author)
                 and now - last.started < MERGE_SECONDS
             ):
                 last.length = end - last.clock
