@@ -14,6 +14,7 @@ from pycrdt import Doc, Text
 
 from collab_server.auth import Role, mint_token
 from collab_server.protocol import encode_update
+from collab_server.rooms.authorship import MAX_NAME_CHARS, named
 from collab_server.rooms.blame import MAX_GROUPS, TextTooLarge, blame
 from collab_server.settings import Settings
 from persistence import Author, AuthorRange
@@ -253,3 +254,10 @@ def test_many_authors_are_bounded_to_a_few_passes() -> None:
 def test_a_text_past_the_bound_is_not_blamed() -> None:
     with pytest.raises(TextTooLarge):
         blame(_typed(1, "x" * 101), "codemirror", [], 100)
+
+
+def test_authors_are_cut_before_they_are_kept() -> None:
+    """A presence name may be 64 KiB: the cache of authors keeps 100 characters of each."""
+    first = named("Ada" + "a" * 65_536, self_declared=True)
+    second = named("Ada" + "a" * 65_000, self_declared=True)
+    assert first is second and len(first.name) == MAX_NAME_CHARS

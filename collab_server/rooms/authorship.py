@@ -59,11 +59,16 @@ class _Range:
         )
 
 
-@functools.lru_cache(maxsize=4096)  # one object per person: stamps compare them by identity
 def named(name: str | None, user: str | None = None, *, self_declared: bool) -> Author:
-    """An author from what a token or a presence state says, cut to a bounded size."""
+    """An author from what a token or a presence state says, cut to a bounded size (before the
+    cache: a presence name may be 64 KiB)."""
     user = user[:MAX_NAME_CHARS] if user else None
-    return Author((name or user or ANONYMOUS)[:MAX_NAME_CHARS], user, self_declared)
+    return _author((name or user or ANONYMOUS)[:MAX_NAME_CHARS], user, self_declared)
+
+
+@functools.lru_cache(maxsize=4096)  # one object per person: stamps compare them by identity
+def _author(name: str, user: str | None, self_declared: bool) -> Author:
+    return Author(name, user, self_declared)
 
 
 class Authorship:

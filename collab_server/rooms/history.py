@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from pycrdt import merge_updates
 
-from collab_server.protocol.update import UpdateLimits, decode_update
+from collab_server.protocol.update import UpdateLimits, UpdateRefused, decode_update
 from collab_server.rooms.blame import BlameRun, TextTooLarge, blame
 from collab_server.rooms.client_state import decode_state_vector
 from collab_server.rooms.document import Document, meta_of, new_document, text_of
@@ -257,7 +257,10 @@ def same_document(parts: list[bytes], state: bytes) -> bool:
     if decode_state_vector(their_clocks) != decode_state_vector(our_clocks):
         return False
     # With the same items, what each has beyond the other is only its delete set.
-    return _deleted(theirs.get_update(our_clocks)) == _deleted(ours.get_update(their_clocks))
+    try:
+        return _deleted(theirs.get_update(our_clocks)) == _deleted(ours.get_update(their_clocks))
+    except UpdateRefused:  # a delete set past the decoder's limits: not shown the same, saved
+        return False
 
 
 def _deleted(update: bytes) -> dict[int, list[tuple[int, int]]]:

@@ -58,12 +58,21 @@ MAX_ROOM_BYTES = 4 * 1024 * 1024
 STATE_TIMEOUT_SECONDS = 30.0
 
 
+_UNREAD = object()  # a state's `user.name` not looked for yet
+
+
 @dataclass(slots=True)
 class _State:
     entry: AwarenessEntry
     size: int  # bytes of its JSON
     renewed: float  # when its clock last went up
     owner: Peer | None  # the connection that announced it (or claims it); None: another process
+    name: object = _UNREAD  # `user.name`, read once (each stored batch asks for it)
+
+    def user_name(self) -> str | None:
+        if self.name is _UNREAD:
+            self.name = _user_name(self.entry.state)
+        return self.name if isinstance(self.name, str) else None
 
 
 @dataclass(slots=True)
@@ -130,7 +139,7 @@ class Presence:
         names = []
         for client_id in sorted(holdings.owned) if holdings is not None else ():
             state = self._states.get(client_id)
-            name = _user_name(state.entry.state) if state is not None else None
+            name = state.user_name() if state is not None else None
             if name:
                 names.append(name)
         return names
