@@ -15,6 +15,7 @@ from collab_server.auth import Authenticator
 from collab_server.cluster.replication import ClusterReplication
 from collab_server.completion import CompletionService
 from collab_server.metrics import Metrics
+from collab_server.rooms.memory import FullCollections
 from collab_server.rooms.registry import RoomRegistry
 from collab_server.settings import Settings
 from collab_server.transport import completion, ops, pages, rest, versions
@@ -45,6 +46,7 @@ def create_app(settings: Settings) -> Starlette:
         await store.open()
         try:
             async with AsyncExitStack() as stack:
+                await stack.enter_async_context(FullCollections(settings.full_gc_seconds))
                 replication = None
                 if settings.redis_url:
                     replication = await stack.enter_async_context(

@@ -46,6 +46,12 @@ def exposition(metrics: Metrics, gauges: Gauges) -> str:
     family("collab_rooms_loaded", "gauge", "Rooms held in memory.", [("", gauges.rooms_loaded)])
     family("collab_peers", "gauge", "WebSocket clients connected.", [("", gauges.peers)])
     family(
+        "collab_connections_open",
+        "gauge",
+        "WebSocket connections being served, those still closing included.",
+        [("", metrics.connections_open)],
+    )
+    family(
         "collab_store_ready",
         "gauge",
         "1 while the store takes durable writes, 0 during an outage.",

@@ -114,6 +114,13 @@ class Settings(BaseSettings):
     room_idle_seconds: float = Field(
         30.0, ge=0, description="How long a room with no clients stays in memory."
     )
+    full_gc_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="Python's full garbage collections run this often on a timer instead of "
+        "whenever long-lived objects grew by a quarter (each holds the event loop, up to "
+        "hundreds of ms with thousands of clients); 0: Python's default.",
+    )
     version_every_seconds: float = Field(
         600.0,
         ge=0,

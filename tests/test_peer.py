@@ -4,6 +4,7 @@ and what a failed send does. No server, no event loop but the test's."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -127,9 +128,9 @@ async def test_one_message_over_the_byte_bound_goes_alone_and_sent_bytes_count_n
 # -- close and stop -----------------------------------------------------------------------------
 
 
-async def test_a_close_while_a_send_is_under_way_drops_the_rest_and_keeps_the_first_code() -> None:
+async def test_a_close_does_not_wait_for_a_send_under_way_and_keeps_the_first_code() -> None:
     socket = FakeSocket()
-    socket.gate.clear()  # a client that reads slowly
+    socket.gate.clear()  # a client that stopped reading: the send under way never finishes
     peer = socket.peer()
     for frame in (b"\x01", b"\x02", b"\x03"):
         peer.send(frame)
@@ -138,9 +139,24 @@ async def test_a_close_while_a_send_is_under_way_drops_the_rest_and_keeps_the_fi
         peer.close(CloseCode.ROOM_DELETED, "room deleted")
         peer.close(CloseCode.PEER_TOO_SLOW, "too late")  # a peer is closed once
         peer.send(b"\x04")
-        socket.gate.set()
-    assert socket.sent == [b"\x01"]
+    assert socket.sent == []
     assert socket.closed == [(CloseCode.ROOM_DELETED, "room deleted")]
+
+
+async def test_a_sender_cancelled_from_outside_mid_send_stays_cancelled() -> None:
+    for close_first in (False, True):
+        socket = FakeSocket()
+        socket.gate.clear()
+        peer = socket.peer()
+        peer.send(b"\x01")
+        sender = asyncio.create_task(peer.run())
+        await socket.sending.wait()
+        if close_first:  # the close's own interruption does not swallow the outside one
+            peer.close(CloseCode.PEER_TOO_SLOW, "too late")
+        sender.cancel()
+        with anyio.fail_after(SECONDS), pytest.raises(asyncio.CancelledError):
+            await sender
+        assert socket.sent == [] and socket.closed == []
 
 
 async def test_stop_ends_the_sender_without_closing_the_socket() -> None:

@@ -9,7 +9,7 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -258,6 +258,80 @@ async def test_slow_reader_is_closed_when_its_queue_is_over_its_bytes() -> None:
                         break
             assert slow.close_code == 4504
         assert witness.close_code is None and writer.close_code is None
+
+
+async def test_client_that_never_reads_again_is_disconnected_after_its_close() -> None:
+    """A client closed as too slow that never reads again cannot keep its connection: the close
+    does not wait for room in the buffers, and the connection is aborted when the closing
+    handshake does not finish. Before, four such clients kept their connections (and slots under
+    COLLAB_MAX_CONNECTIONS) until the server stopped."""
+    settings = Settings(
+        store_url="memory://", peer_queue_bytes=64 * 1024, client_messages_per_second=0
+    )
+
+    async def scraped(name: str) -> str:
+        async with server.http() as http:
+            lines = (await http.get("/metrics")).text.splitlines()
+        return next((line.split()[-1] for line in lines if line.startswith(name + " ")), "")
+
+    async with (
+        run_server(settings) as server,
+        yclient(server.ws_url, "stuck") as writer,
+        yclient(server.ws_url, "stuck") as witness,
+    ):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+        async with connect(
+            f"{server.ws_url}/stuck", sock=sock, max_queue=1, max_size=None, close_timeout=1
+        ):
+            assert await scraped("collab_connections_open") == "3"
+            for _ in range(3):  # fill the socket and the kernel's buffers
+                writer.text.insert(0, "x" * 2_000_000)
+                await witness.wait_until(lambda: len(witness.text) == len(writer.text))
+            for number in range(40):  # then overflow its queue, never reading
+                writer.text.insert(0, f"{number:<3000}")
+                await witness.wait_until(lambda: len(witness.text) == len(writer.text))
+            await poll(lambda: scraped('collab_connections_closed_total{code="4504"}'))
+            await poll(lambda: _is(scraped("collab_connections_open"), "2"))
+            # The closing handshake cannot finish: 10 s later (uvicorn's close timeout) the server
+            # drops the TCP connection, which a close() would have kept until the client read.
+            await poll(lambda: _tcp_state(sock) != TCP_ESTABLISHED, seconds=30)
+        assert witness.close_code is None and writer.close_code is None
+
+
+async def test_a_client_that_never_reads_does_not_hold_up_the_server_stopping() -> None:
+    """uvicorn waits for every connection to end before the app's shutdown (which saves the
+    rooms); one that never reads its close ended only when it read, so a restart hung."""
+    settings = Settings(store_url="memory://", client_messages_per_second=0)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    with anyio.fail_after(60):  # the stop takes 10 s (uvicorn's close timeout); it hung before
+        async with run_server(settings) as server:
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+            stuck = await connect(f"{server.ws_url}/stop", sock=sock, max_queue=1, max_size=None)
+            async with (
+                yclient(server.ws_url, "stop") as writer,
+                yclient(server.ws_url, "stop") as witness,
+            ):
+                for _ in range(3):  # fill the socket and the kernel's buffers
+                    writer.text.insert(0, "x" * 2_000_000)
+                    await witness.wait_until(lambda: len(witness.text) == len(writer.text))
+    assert _tcp_state(sock) != TCP_ESTABLISHED
+    stuck.transport.abort()
+
+
+async def _is(value: Awaitable[str], expected: str) -> bool:
+    return await value == expected
+
+
+TCP_ESTABLISHED = 1  # Linux's tcpi_state
+
+
+def _tcp_state(sock: socket.socket) -> int:
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
 
 
 async def test_burst_in_one_read_does_not_close_readers_that_keep_up() -> None:

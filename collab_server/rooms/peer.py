@@ -3,7 +3,8 @@
 The sender sends whatever has queued up since its last write; runs of document updates are merged
 into one message first, so a client that lags a little gets fewer, larger frames instead of
 falling further behind. A client that lags too far is closed (it reconnects and resyncs from its
-state vector); nothing is dropped silently.
+state vector); nothing is dropped silently. A close does not wait for a send under way: a client
+that stopped reading never lets one finish.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ class Peer:
         self._wakeup = asyncio.Event()
         self._close_request: tuple[int, str] | None = None
         self._stopped = False
+        self._sending: asyncio.Task[None] | None = None  # the sender, while a send is under way
+        self._interrupted = False
 
     def __repr__(self) -> str:
         return f"<Peer {self.id} in {self.room_id}>"
@@ -121,6 +124,11 @@ class Peer:
         self._close_request = (code, reason)
         self._clear_queue()
         self._wakeup.set()
+        if self._sending is not None:
+            # It waits for the socket to take a frame, which a client that stopped reading
+            # never does; the close must not wait behind it.
+            self._interrupted = True
+            self._sending.cancel()
 
     def stop(self) -> None:
         """The client left: let the sender finish (after a close already asked for, if any)."""
@@ -144,7 +152,7 @@ class Peer:
                 batch = list(self._queue)
                 self._clear_queue()
                 for frame in _coalesce(batch):
-                    await self._send(frame)
+                    await self._send_interruptibly(frame)
                     if self.closing:
                         break
         except PeerDisconnected:
@@ -155,6 +163,20 @@ class Peer:
             self._stopped = True
             with contextlib.suppress(PeerDisconnected):
                 await self._close_socket(CloseCode.INTERNAL_ERROR, "internal error")
+
+    async def _send_interruptibly(self, frame: bytes) -> None:
+        """Send `frame`, or give up on it when `close` interrupts the wait."""
+        self._sending = asyncio.current_task()
+        try:
+            await self._send(frame)
+        except asyncio.CancelledError:
+            if not self._interrupted:
+                raise
+            self._interrupted = False
+            if self._sending is not None and self._sending.uncancel():
+                raise  # cancelled from outside as well
+        finally:
+            self._sending = None
 
 
 def _coalesce(batch: list[bytes | OutboundUpdate]) -> list[bytes]:

@@ -1,0 +1,62 @@
+"""Full garbage collections on a timer, not in the middle of a burst of clients."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import pytest
+
+from collab_server.rooms.memory import FullCollections
+from collab_server.settings import Settings
+from tests.conftest import run_server
+from tests.polling import poll
+
+pytestmark = pytest.mark.anyio
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def _old_cycle() -> weakref.ref[_Cycle]:
+    """Cyclic garbage in the oldest generation, which only a full collection frees."""
+    cycle = _Cycle()
+    gc.collect(1)  # survivors of the middle generation move to the oldest
+    return weakref.ref(cycle)
+
+
+async def test_the_server_runs_full_collections_on_its_timer_only() -> None:
+    before = gc.get_threshold()
+    settings = Settings(store_url="memory://", completion_workers=0, full_gc_seconds=0.3)
+    async with run_server(settings) as server, server.http() as http:
+        assert (await http.get("/healthz")).status_code == 200  # started
+        young, middle, oldest = gc.get_threshold()
+        assert (young, middle) == before[:2] and oldest > 10**9  # never on growth
+        assert gc.get_freeze_count() > 0  # start-up's objects are left out of every collection
+        garbage = _old_cycle()
+        await poll(lambda: garbage() is None, seconds=5)  # the timer's collection freed it
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+
+
+async def test_without_the_timer_the_collector_is_left_as_python_sets_it() -> None:
+    before = gc.get_threshold()
+    settings = Settings(store_url="memory://", completion_workers=0, full_gc_seconds=0)
+    async with run_server(settings) as server, server.http() as http:
+        assert (await http.get("/healthz")).status_code == 200
+        assert gc.get_threshold() == before
+        assert gc.get_freeze_count() == 0
+
+
+async def test_only_the_first_of_two_in_one_process_changes_the_collector() -> None:
+    before = gc.get_threshold()
+    async with FullCollections(60):
+        changed = gc.get_threshold()
+        assert changed != before
+        async with FullCollections(60):
+            assert gc.get_threshold() == changed
+        assert gc.get_threshold() == changed  # the second's exit restored nothing
+        assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == before
