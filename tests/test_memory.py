@@ -11,6 +11,7 @@ from collab_server.rooms.memory import FullCollections
 from collab_server.settings import Settings
 from tests.conftest import run_server
 from tests.polling import poll
+from tests.yclient import yclient
 
 pytestmark = pytest.mark.anyio
 
@@ -60,3 +61,23 @@ async def test_only_the_first_of_two_in_one_process_changes_the_collector() -> N
         assert gc.get_threshold() == changed  # the second's exit restored nothing
         assert gc.get_freeze_count() > 0
     assert gc.get_threshold() == before
+
+
+async def test_a_websocket_and_its_room_are_freed_without_the_collector() -> None:
+    """What 2,000 sockets and 200 rooms left was cyclic garbage (each WebSocket's HTTP half with
+    its parser; each room with its admission's callback): only a full collection freed it, and
+    with it pinned, the memory did not go back to the system."""
+    settings = Settings(store_url="memory://", completion_workers=0, room_idle_seconds=0.1)
+    async with run_server(settings) as server:
+        async with yclient(server.ws_url, "freed") as client:
+            client.text.insert(0, "hello")
+            await client.wait_until(lambda: server.registry.loaded("freed") is not None)
+        await poll(lambda: server.registry.loaded("freed") is None)
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            gc.collect()
+            kinds = {type(garbage).__name__ for garbage in gc.garbage}
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+        assert not kinds & {"Room", "Admission", "HeaderDeadlineProtocol", "HttpRequestParser"}

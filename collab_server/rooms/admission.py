@@ -12,7 +12,6 @@ document: may run in a thread.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NewType
 
@@ -45,6 +44,8 @@ class Admitted:
 
     updates: list[CheckedUpdate] = field(default_factory=list)  # allowed, in the store's order
     refusal: UpdateRefused | None = None  # why the update after them was refused
+    # Waiting updates refused once their clocks arrived (their senders heard nothing then).
+    parked_refused: list[UpdateRefused] = field(default_factory=list)
     meta: bool = False  # whether they touch the `meta` map
     # The items they add that the document does not hold (client, start clock, end clock):
     # what their author wrote.
@@ -72,13 +73,10 @@ class Admission:
         room_id: str,
         shape: DocumentShape,
         limits: UpdateLimits,
-        parked_refused: Callable[[UpdateRefused], None],
     ) -> None:
-        """`parked_refused`: told of a waiting update refused once its clocks arrived."""
         self._room_id = room_id
         self._shape = shape
         self._limits = limits
-        self._parked_refused = parked_refused
         self._stale = False  # the shape holds updates that were checked but not stored
         self._encoded = b""  # the document's state to rebuild a stale shape from
         self._parked: list[CheckedUpdate] = []  # updates waiting for the clocks they skip
@@ -124,7 +122,7 @@ class Admission:
                     if error.kind == "gap":
                         waiting.append(update)
                     else:
-                        self._parked_refused(error)
+                        admitted.parked_refused.append(error)
                     continue
                 admitted.updates.append(update)
                 admitted.placed += self._shape.placed

@@ -123,7 +123,7 @@ class Room:
         self.log_rows = log_rows  # updates in the store's log since the last snapshot
         self.log_bytes = log_bytes
         self.limits = limits
-        self._admission = Admission(room_id, state.shape, limits, self._parked_refused)
+        self._admission = Admission(room_id, state.shape, limits)
         self._checking = asyncio.Lock()  # the shape is checked (and changed) by one at a time
         # The server's edits share one client id: each is made from the document the previous
         # one left (the same clock twice would be two contents for one id).
@@ -249,6 +249,8 @@ class Room:
                     self._store_and_apply(admitted, origin, previous, turn)
                 )
                 work.add_done_callback(_retrieve)
+        for error in admitted.parked_refused:
+            self._parked_refused(error)
         if admitted.refusal is not None:
             self._listener.update_refused(self, admitted.refusal)
         if work is not None:

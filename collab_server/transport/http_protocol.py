@@ -39,6 +39,13 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._cancel_deadline()
         super().connection_lost(exc)
 
+    def handle_websocket_upgrade(self) -> None:
+        super().handle_websocket_upgrade()
+        # The WebSocket protocol has the connection now. uvicorn breaks the parser's cycle with
+        # this protocol (its callbacks) when an HTTP connection is lost, which this one never
+        # will be: left alone, every WebSocket's HTTP half waited for a full collection.
+        self.parser = None  # type: ignore[assignment]
+
     def _start_deadline(self) -> None:
         self._header_deadline = self.loop.call_later(self.header_timeout, self._headers_too_slow)
 
