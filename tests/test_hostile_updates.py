@@ -21,6 +21,7 @@ from collab_server.rooms.registry import RoomRegistry
 from collab_server.settings import Settings
 from persistence import open_store
 from persistence.memory import MemoryStore
+from tests.helpers import FakeSocket
 from tests.rawupdates import (
     deleting,
     empty_client_block,
@@ -262,3 +263,23 @@ async def test_an_update_that_skips_clocks_waits_for_them(server: ServerProcess)
         response = await post_update(server, "hole", updates[50])
         assert response.status_code == 422
         assert "skips clocks" in response.json()["detail"]
+
+
+async def test_a_parked_update_refused_once_its_clocks_arrive_is_counted_and_left_out() -> None:
+    """An update that skips clocks waits for them; checked again when they come, it is refused
+    (here: its parent is a string item, not a shared type), and the room reports it."""
+    settings = Settings(store_url="memory://", completion_workers=0)
+    metrics = Metrics()
+    async with (
+        RoomRegistry(MemoryStore(), settings, metrics) as registry,
+        registry.lease("r") as room,
+    ):
+        peer = FakeSocket().peer("r")
+        child_of_a_string = update(
+            7, 2, [b"\x04\x00" + var_uint(7) + var_uint(0) + var_string("c")]
+        )
+        await room.store_updates([await room.check(child_of_a_string)], origin=peer)
+        assert not metrics.updates_refused  # it waits for clocks 0 and 1 of client 7
+        await room.store_updates([await room.check(text_item(7, "ab"))], origin=peer)
+        assert str(room.doc.get("codemirror", type=Text)) == "ab"
+        assert sum(metrics.updates_refused.values()) == 1

@@ -9,7 +9,7 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from collab_server.settings import Settings
 from collab_server.transport.websocket import close_reason_text
 from tests.conftest import RunningServer, run_server
 from tests.polling import poll
+from tests.test_metrics import scrape
 from tests.yclient import YClient, newcomer_sees, yclient
 
 pytestmark = pytest.mark.anyio
@@ -191,11 +192,8 @@ async def test_slow_reader_is_closed_with_4504_and_room_carries_on() -> None:
         yclient(server.ws_url, "slow") as writer,
         yclient(server.ws_url, "slow") as witness,
     ):
-        # A tiny receive buffer, and a client that never calls recv(): the server's sends stall.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+        # A client that never calls recv(): the server's sends stall.
+        sock = await _small_receive_buffer(server.port)
         async with connect(f"{server.ws_url}/slow", sock=sock, max_queue=1, max_size=None) as slow:
             # Large updates fill the socket and the kernel's buffers (up to 4 MiB here), then the
             # server's own write buffer; the small ones behind them pile up in the queue.
@@ -231,10 +229,7 @@ async def test_slow_reader_is_closed_when_its_queue_is_over_its_bytes() -> None:
         yclient(server.ws_url, "heavy") as writer,
         yclient(server.ws_url, "heavy") as witness,
     ):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+        sock = await _small_receive_buffer(server.port)
         async with connect(f"{server.ws_url}/heavy", sock=sock, max_queue=1, max_size=None) as slow:
 
             def witness_has(length: int, pad: str | None = None) -> Callable[[], bool]:
@@ -269,32 +264,33 @@ async def test_client_that_never_reads_again_is_disconnected_after_its_close() -
         store_url="memory://", peer_queue_bytes=64 * 1024, client_messages_per_second=0
     )
 
-    async def scraped(name: str) -> str:
-        async with server.http() as http:
-            lines = (await http.get("/metrics")).text.splitlines()
-        return next((line.split()[-1] for line in lines if line.startswith(name + " ")), "")
+    async def open_connections() -> float:
+        return (await scrape(server))["collab_connections_open"]
+
+    async def closed_too_slow() -> float:
+        return (await scrape(server)).get('collab_connections_closed_total{code="4504"}', 0)
+
+    async def only_the_readers_left() -> bool:
+        return await open_connections() == 2
 
     async with (
         run_server(settings) as server,
         yclient(server.ws_url, "stuck") as writer,
         yclient(server.ws_url, "stuck") as witness,
     ):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+        sock = await _small_receive_buffer(server.port)
         async with connect(
             f"{server.ws_url}/stuck", sock=sock, max_queue=1, max_size=None, close_timeout=1
         ):
-            assert await scraped("collab_connections_open") == "3"
+            assert await open_connections() == 3
             for _ in range(3):  # fill the socket and the kernel's buffers
                 writer.text.insert(0, "x" * 2_000_000)
                 await witness.wait_until(lambda: len(witness.text) == len(writer.text))
             for number in range(40):  # then overflow its queue, never reading
                 writer.text.insert(0, f"{number:<3000}")
                 await witness.wait_until(lambda: len(witness.text) == len(writer.text))
-            await poll(lambda: scraped('collab_connections_closed_total{code="4504"}'))
-            await poll(lambda: _is(scraped("collab_connections_open"), "2"))
+            await poll(closed_too_slow)
+            await poll(only_the_readers_left)
             # The closing handshake cannot finish: 10 s later (uvicorn's close timeout) the server
             # drops the TCP connection, which a close() would have kept until the client read.
             await poll(lambda: _tcp_state(sock) != TCP_ESTABLISHED, seconds=30)
@@ -305,12 +301,9 @@ async def test_a_client_that_never_reads_does_not_hold_up_the_server_stopping() 
     """uvicorn waits for every connection to end before the app's shutdown (which saves the
     rooms); one that never reads its close ended only when it read, so a restart hung."""
     settings = Settings(store_url="memory://", client_messages_per_second=0)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
     with anyio.fail_after(60):  # the stop takes 10 s (uvicorn's close timeout); it hung before
         async with run_server(settings) as server:
-            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+            sock = await _small_receive_buffer(server.port)
             stuck = await connect(f"{server.ws_url}/stop", sock=sock, max_queue=1, max_size=None)
             async with (
                 yclient(server.ws_url, "stop") as writer,
@@ -325,8 +318,14 @@ async def test_a_client_that_never_reads_does_not_hold_up_the_server_stopping() 
     stuck.transport.abort()
 
 
-async def _is(value: Awaitable[str], expected: str) -> bool:
-    return await value == expected
+async def _small_receive_buffer(port: int) -> socket.socket:
+    """A socket connected to the server with a tiny receive buffer: a client that stops reading
+    stalls the server's sends after a few kilobytes (plus what the kernel buffers)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    return sock
 
 
 TCP_ESTABLISHED = 1  # Linux's tcpi_state

@@ -55,19 +55,17 @@ class FullCollections:
     in one process (tests) changes the collector.
     """
 
-    _active = 0
+    _in_charge: FullCollections | None = None  # the one that changed the collector
 
     def __init__(self, every_seconds: float) -> None:
         self._every = every_seconds
-        self._owner = False
         self._thresholds = gc.get_threshold()
         self._timer: asyncio.TimerHandle | None = None
 
     async def __aenter__(self) -> FullCollections:
-        if self._every <= 0 or FullCollections._active:
+        if self._every <= 0 or FullCollections._in_charge is not None:
             return self
-        FullCollections._active += 1
-        self._owner = True
+        FullCollections._in_charge = self
         gc.collect()
         gc.freeze()
         self._thresholds = gc.get_threshold()
@@ -82,14 +80,13 @@ class FullCollections:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if not self._owner:
+        if FullCollections._in_charge is not self:
             return
         if self._timer is not None:
             self._timer.cancel()
         gc.set_threshold(*self._thresholds)
         gc.unfreeze()
-        FullCollections._active -= 1
-        self._owner = False
+        FullCollections._in_charge = None
 
     def _schedule(self) -> None:
         self._timer = asyncio.get_running_loop().call_later(self._every, self._collect)

@@ -69,7 +69,6 @@ class Peer:
         self._close_request: tuple[int, str] | None = None
         self._stopped = False
         self._sending: asyncio.Task[None] | None = None  # the sender, while a send is under way
-        self._interrupted = False
 
     def __repr__(self) -> str:
         return f"<Peer {self.id} in {self.room_id}>"
@@ -127,7 +126,6 @@ class Peer:
         if self._sending is not None:
             # It waits for the socket to take a frame, which a client that stopped reading
             # never does; the close must not wait behind it.
-            self._interrupted = True
             self._sending.cancel()
 
     def stop(self) -> None:
@@ -166,15 +164,14 @@ class Peer:
 
     async def _send_interruptibly(self, frame: bytes) -> None:
         """Send `frame`, or give up on it when `close` interrupts the wait."""
-        self._sending = asyncio.current_task()
+        self._sending = sender = asyncio.current_task()
         try:
             await self._send(frame)
         except asyncio.CancelledError:
-            if not self._interrupted:
+            # A close asked for during this send cancelled it once; any other cancellation
+            # (the connection's task group) stands.
+            if self._close_request is None or sender is None or sender.uncancel():
                 raise
-            self._interrupted = False
-            if self._sending is not None and self._sending.uncancel():
-                raise  # cancelled from outside as well
         finally:
             self._sending = None
 
