@@ -1,3 +1,3 @@
-from collab_server.cli import main
+from collab_server.launch import main
 
 main()

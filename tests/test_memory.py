@@ -1,13 +1,16 @@
-"""Full garbage collections on a timer, not in the middle of a burst of clients."""
+"""Full garbage collections on a timer, not in the middle of a burst of clients; memory given
+back after rooms unload."""
 
 from __future__ import annotations
 
+import ctypes
 import gc
+import sys
 import weakref
 
 import pytest
 
-from collab_server.rooms.memory import FullCollections
+from collab_server.rooms.memory import FullCollections, MemoryReleaser
 from collab_server.settings import Settings
 from tests.conftest import run_server
 from tests.polling import poll
@@ -63,6 +66,13 @@ async def test_only_the_first_of_two_in_one_process_changes_the_collector() -> N
     assert gc.get_threshold() == before
 
 
+async def test_releasing_memory_after_an_unload_runs_a_full_collection() -> None:
+    # The full collection empties CPython's free lists before malloc_trim gives pages back.
+    garbage = _old_cycle()
+    MemoryReleaser().after_unload()
+    await poll(lambda: garbage() is None, seconds=5)
+
+
 async def test_a_websocket_and_its_room_are_freed_without_the_collector() -> None:
     """What 2,000 sockets and 200 rooms left was cyclic garbage (each WebSocket's HTTP half with
     its parser; each room with its admission's callback): only a full collection freed it, and
@@ -81,3 +91,30 @@ async def test_a_websocket_and_its_room_are_freed_without_the_collector() -> Non
             gc.set_debug(0)
             gc.garbage.clear()
         assert not kinds & {"Room", "Admission", "HeaderDeadlineProtocol", "HttpRequestParser"}
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks")
+        + ("uordblks", "fordblks", "keepcost")
+    ]
+
+
+def _mapped_bytes() -> int:
+    """Bytes glibc's malloc holds in blocks mapped on their own (given back when freed)."""
+    mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+    mallinfo2.restype = _MallInfo2
+    return int(mallinfo2().hblkhd)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_large_blocks_stay_mapped_on_their_own_after_one_is_freed() -> None:
+    MemoryReleaser()
+    size = 4 * 1024 * 1024
+    first = ctypes.create_string_buffer(size)
+    del first  # glibc would now serve blocks up to this size from its heap, which stays behind
+    before = _mapped_bytes()
+    second = ctypes.create_string_buffer(size)
+    assert _mapped_bytes() >= before + size
+    del second
