@@ -13,7 +13,7 @@ from starlette.routing import WebSocketRoute
 
 from collab_server.auth import Authenticator
 from collab_server.cluster.replication import ClusterReplication
-from collab_server.completion import CompletionService
+from collab_server.completion.service import CompletionService
 from collab_server.metrics import Metrics
 from collab_server.rooms.memory import FullCollections
 from collab_server.rooms.registry import RoomRegistry
@@ -26,7 +26,10 @@ from collab_server.transport.websocket import serve_websocket
 from persistence import is_postgres_url, open_store
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(
+    settings: Settings, completion_service: CompletionService | None = None
+) -> Starlette:
+    """The app; `completion_service`: one whose workers were started ahead (`cli.serve`)."""
     if settings.redis_url and not is_postgres_url(settings.store_url):
         # Processes that relay to each other must also read and write one shared log.
         raise ValueError("COLLAB_REDIS_URL needs a PostgreSQL COLLAB_STORE_URL")
@@ -55,8 +58,9 @@ def create_app(settings: Settings) -> Starlette:
                 registry = await stack.enter_async_context(
                     RoomRegistry(store, settings, services.metrics, replication)
                 )
-                completion_service = await stack.enter_async_context(CompletionService(settings))
-                services.start(registry, completion_service)
+                completer = completion_service or CompletionService(settings)
+                await stack.enter_async_context(completer)
+                services.start(registry, completer)
                 yield
         finally:
             await store.close()

@@ -16,7 +16,11 @@ import httpx
 import pytest
 from pycrdt import Text
 
-from collab_server.completion import CompletionBusy, CompletionRequest, CompletionService
+from collab_server.completion.service import (
+    CompletionBusy,
+    CompletionRequest,
+    CompletionService,
+)
 from collab_server.rooms.room import Room
 from collab_server.settings import Settings
 from tests.conftest import RunningServer, run_server

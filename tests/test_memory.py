@@ -93,12 +93,11 @@ async def test_a_websocket_and_its_room_are_freed_without_the_collector() -> Non
         assert not kinds & {"Room", "Admission", "HeaderDeadlineProtocol", "HttpRequestParser"}
 
 
+_MALLINFO2_FIELDS = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+
+
 class _MallInfo2(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks")
-        + ("uordblks", "fordblks", "keepcost")
-    ]
+    _fields_ = [(name, ctypes.c_size_t) for name in _MALLINFO2_FIELDS.split()]
 
 
 def _mapped_bytes() -> int:

@@ -94,9 +94,15 @@ class CompletionService:
                 settings.completion_llm_timeout_ms / 1000,
             )
 
-    async def __aenter__(self) -> CompletionService:
-        if self._workers > 0:
+    def start_workers(self) -> None:
+        """Spawn the workers now (entering does it too): each warms jedi up for about a second
+        and a half, which `collab-server serve` lets run while the rest of the server starts.
+        Call it on the thread that will run the event loop (see `_start_pool`)."""
+        if self._workers > 0 and self._pool is None:
             self._pool = self._start_pool()
+
+    async def __aenter__(self) -> CompletionService:
+        self.start_workers()
         return self
 
     async def __aexit__(

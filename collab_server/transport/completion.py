@@ -26,15 +26,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from collab_server.auth import Role
-from collab_server.completion import (
+from collab_server.completion.cursor import Cursor, Located, locate
+from collab_server.completion.job import Completions, ItemKind, Provider
+from collab_server.completion.service import (
     Admission,
     CompletionBusy,
     CompletionError,
     CompletionRequest,
-    Completions,
 )
-from collab_server.completion.cursor import Cursor, Located, locate
-from collab_server.completion.job import ItemKind, Provider
 from collab_server.languages import DEFAULT_LANGUAGE
 from collab_server.positions import PositionError, utf16_length
 from collab_server.protocol import ProtocolError

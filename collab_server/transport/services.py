@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from starlette.requests import HTTPConnection
 
 from collab_server.auth import Authenticator
-from collab_server.completion import CompletionService
+from collab_server.completion.service import CompletionService
 from collab_server.metrics import Metrics
 from collab_server.rooms.catalog import RoomCatalog
 from collab_server.rooms.history import RoomHistory
