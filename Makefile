@@ -7,7 +7,7 @@ NODE_STAMP := node_modules/.installed
 WEB_STAMP := web/node_modules/.installed
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test check format clean web browser-deps bench bench-quick fuzz
+.PHONY: run test check format clean web browser-deps proxy-deps bench bench-quick fuzz
 
 $(PY_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,10 +32,15 @@ browser-deps:
 	test -x /usr/bin/chromium || { $(SUDO) apt-get update && \
 		$(SUDO) apt-get install -y --no-install-recommends chromium fonts-liberation fonts-dejavu-core; }
 
+# Debian's HAProxy for the proxy test (deploy/haproxy.cfg), installed only when it is missing.
+proxy-deps:
+	test -x /usr/sbin/haproxy || { $(SUDO) apt-get update && \
+		$(SUDO) apt-get install -y --no-install-recommends haproxy; }
+
 run: $(PY_STAMP)
 	$(BIN)/collab-server serve
 
-test: $(PY_STAMP) $(NODE_STAMP) browser-deps
+test: $(PY_STAMP) $(NODE_STAMP) browser-deps proxy-deps
 	$(BIN)/pytest
 
 # The relay benchmark against the reference server (bench/README.md); BENCH_ARGS passes options.

@@ -46,7 +46,7 @@ const { values: opts } = parseArgs({
     warmup: { type: 'string', default: '2' },
     duration: { type: 'string', default: '5' },
     drain: { type: 'string', default: '3' },
-    'server-pid': { type: 'string' },
+    'server-pid': { type: 'string' }, // or several, comma-separated: their CPU and RSS add up
     prefix: { type: 'string', default: `bench-${process.pid}` },
     'connect-timeout': { type: 'string', default: '20' }
   },
@@ -59,10 +59,12 @@ const RATE = Number(opts.rate)
 const WARMUP_MS = Number(opts.warmup) * 1000
 const DURATION_MS = Number(opts.duration) * 1000
 const DRAIN_MS = Number(opts.drain) * 1000
-const SERVER_PID = opts['server-pid'] ? Number(opts['server-pid']) : null
+const SERVER_PIDS = opts['server-pid'] ? opts['server-pid'].split(',').map(Number) : null
 const CLK_TCK = 100 // USER_HZ on Linux
 
 // -- /proc sampling ----------------------------------------------------------------------------
+
+const sum = (values) => values.reduce((total, value) => total + value, 0)
 
 const procCpuSeconds = (pid) => {
   // utime + stime of every thread of the process; fields after the ")" of the command name.
@@ -355,14 +357,14 @@ async function main () {
       if (marks === null && now >= windowStart) {
         marks = {
           at: now,
-          server: SERVER_PID ? procCpuSeconds(SERVER_PID) : null,
+          server: SERVER_PIDS ? SERVER_PIDS.map(procCpuSeconds) : null,
           own: ownCpuSeconds(),
           machine: machineBusySeconds()
         }
         loopDelay.enable()
       }
-      if (SERVER_PID && now >= nextRssSample && now < windowEnd) {
-        rssMax = Math.max(rssMax, procRssMiB(SERVER_PID))
+      if (SERVER_PIDS && now >= nextRssSample && now < windowEnd) {
+        rssMax = Math.max(rssMax, sum(SERVER_PIDS.map(procRssMiB)))
         nextRssSample = now + 500
       }
       if (now >= windowEnd) {
@@ -378,11 +380,11 @@ async function main () {
   loopDelay.disable()
   const window = {
     seconds: (end - marks.at) / 1000,
-    server: SERVER_PID ? procCpuSeconds(SERVER_PID) - marks.server : null,
+    server: SERVER_PIDS ? SERVER_PIDS.map((pid, i) => procCpuSeconds(pid) - marks.server[i]) : null,
     own: ownCpuSeconds() - marks.own,
     machine: machineBusySeconds() - marks.machine
   }
-  const rssEnd = SERVER_PID ? procRssMiB(SERVER_PID) : null
+  const rssEnd = SERVER_PIDS ? sum(SERVER_PIDS.map(procRssMiB)) : null
   const deliveredInWindow = stats.deliveredInWindow // freeze: the drain must not count
 
   // Drain: wait until every keystroke sent in the window reached every other client.
@@ -433,9 +435,10 @@ async function main () {
     p50_ms: quantile(sorted, expected, 0.5),
     p99_ms: quantile(sorted, expected, 0.99),
     max_ms: quantile(sorted, expected, 1 - 1e-12),
-    server_cpu: window.server === null ? null : window.server / window.seconds,
+    server_cpu: window.server === null ? null : sum(window.server) / window.seconds,
+    server_cpu_each: window.server === null ? null : window.server.map((cpu) => cpu / window.seconds),
     server_rss_mib: rssEnd,
-    server_rss_max_mib: SERVER_PID ? rssMax : null,
+    server_rss_max_mib: SERVER_PIDS ? rssMax : null,
     gen_cpu: window.own / window.seconds,
     machine_cpu: window.machine / window.seconds,
     gen_loop_delay_p99_ms: loopDelay.percentile(99) / 1e6,
