@@ -48,7 +48,14 @@ from urllib.parse import quote
 
 from bench.pgdb import scratch_database_sync
 from bench.ports import free_port
-from bench.relay_report import CAPACITY_P99_MS, SUSTAINED_P99_MS, Run, best, sustained
+from bench.relay_report import (
+    CAPACITY_P99_MS,
+    SUSTAINED_P99_MS,
+    Run,
+    best,
+    delivery_problems,
+    sustained,
+)
 from bench.run_relay import (
     FAILED_STEPS_TO_STOP,
     LOADGEN,
@@ -422,15 +429,7 @@ def _summary(run: Run, p99_limit: float) -> list[str]:
 
 
 def _status(step: dict[str, Any]) -> str:
-    problems = []
-    if step["closed"]:
-        problems.append(f"{step['closed']} closed ({','.join(map(str, step['close_codes']))})")
-    if step["gaps"]:
-        problems.append(f"{step['gaps']} gaps")
-    if step["undelivered"]:
-        problems.append(f"{step['undelivered']:,} undelivered")
-    if step["server_missing"]:
-        problems.append(f"{step['server_missing']} missing on server")
+    problems = delivery_problems(step)
     status = ", ".join(problems) or ("ok" if sustained(step) else "over")
     for attempt in step.get("attempts", []):
         status += f"; best of 2 (the other: p99 {_ms(attempt['p99_ms'])} ms)"

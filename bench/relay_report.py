@@ -106,9 +106,8 @@ def _cpu_per_delivery(step: dict[str, Any]) -> float | None:
     return float(step["server_cpu"]) * 1e6 / float(step["delivered_per_s"])
 
 
-def _status(step: dict[str, Any]) -> str:
-    if "error" in step:
-        return f"error: {step['error']}"
+def delivery_problems(step: dict[str, Any]) -> list[str]:
+    """What a step's clients saw go wrong: closes, gaps, updates that never arrived."""
     problems = []
     if step["closed"]:
         codes = ",".join(str(code) for code in step["close_codes"])
@@ -119,6 +118,13 @@ def _status(step: dict[str, Any]) -> str:
         problems.append(f"{step['undelivered']:,} undelivered")
     if step["server_missing"]:
         problems.append(f"{step['server_missing']} missing on server")
+    return problems
+
+
+def _status(step: dict[str, Any]) -> str:
+    if "error" in step:
+        return f"error: {step['error']}"
+    problems = delivery_problems(step)
     if step["gen_cpu"] > GENERATOR_BUSY:
         problems.append("generator busy")
     if not problems:
