@@ -82,7 +82,7 @@ async def test_a_panic_in_a_background_job_leaves_everything_running(
     panic = real_panic()
     assert not isinstance(panic, Exception)
 
-    def panicking_squash(*args: object) -> snapshot.Squashed | None:
+    def panicking_squash(*args: object, **kwargs: object) -> snapshot.Squashed | None:
         panicked.set()
         raise panic
 

@@ -42,12 +42,12 @@ class Compaction:
 
     async def at_unload(self, room: Room) -> None:
         if room.log_rows > 0:
-            await snapshot.compact(self._store, room.id, self._limits)
+            await snapshot.compact(self._store, room.id, self._limits, checked=True)
 
     async def _compact(self, room: Room) -> None:
         rows, size = room.log_rows, room.log_bytes
         try:
-            if await snapshot.compact(self._store, room.id, self._limits):
+            if await snapshot.compact(self._store, room.id, self._limits, checked=True):
                 # Updates appended while compacting are still in the log.
                 room.log_rows = max(0, room.log_rows - rows)
                 room.log_bytes = max(0, room.log_bytes - size)
