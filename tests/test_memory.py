@@ -10,6 +10,7 @@ import weakref
 
 import pytest
 
+from collab_server.rooms import memory
 from collab_server.rooms.memory import FullCollections, MemoryReleaser
 from collab_server.settings import Settings
 from tests.conftest import run_server
@@ -71,6 +72,29 @@ async def test_releasing_memory_after_an_unload_runs_a_full_collection() -> None
     garbage = _old_cycle()
     MemoryReleaser().after_unload()
     await poll(lambda: garbage() is None, seconds=5)
+
+
+async def test_a_collection_over_its_budget_is_not_repeated_after_the_next_unload(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(memory, "COLLECT_BUDGET_SECONDS", 0.0)  # every heap is "big"
+    monkeypatch.setattr(memory, "TRIM_EVERY_SECONDS", 0.0)
+    full: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and info["generation"] == 2:
+            full.append(1)
+
+    releaser = MemoryReleaser()
+    gc.callbacks.append(count)
+    try:
+        releaser.after_unload()
+        await poll(lambda: len(full) == 1, seconds=5)
+        releaser.after_unload()
+        await poll(lambda: not releaser._scheduled, seconds=5)  # this release ran, no collection
+        assert len(full) == 1
+    finally:
+        gc.callbacks.remove(count)
 
 
 async def test_a_websocket_and_its_room_are_freed_without_the_collector() -> None:

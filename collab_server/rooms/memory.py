@@ -28,6 +28,10 @@ from types import TracebackType
 logger = logging.getLogger(__name__)
 
 TRIM_EVERY_SECONDS = 10.0
+# A full collection holds the event loop for as long as it walks the heap (2 million tracked
+# objects: 290 ms). One that took longer than this is not repeated after unloads for a while.
+COLLECT_BUDGET_SECONDS = 0.05
+BIG_HEAP_PAUSE_SECONDS = 300.0
 MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's default, fixed (set, it no longer moves)
 _M_MMAP_THRESHOLD = -3  # from <malloc.h>
 
@@ -43,6 +47,7 @@ class MemoryReleaser:
             self._trim.restype = ctypes.c_int
         self._last = -TRIM_EVERY_SECONDS
         self._scheduled = False
+        self._collect_from = 0.0  # unloads before this (monotonic) are not followed by one
 
     def after_unload(self) -> None:
         """Return free heap pages to the system soon (call on the event loop)."""
@@ -54,10 +59,16 @@ class MemoryReleaser:
 
     def _start(self) -> None:
         self._scheduled = False
-        self._last = time.monotonic()
-        # A full collection empties CPython's free lists (floats, tuples, frames...), whose
-        # blocks would otherwise pin the heap pages around them.
-        gc.collect()
+        self._last = now = time.monotonic()
+        if now >= self._collect_from:
+            # A full collection empties CPython's free lists (floats, tuples, frames...), whose
+            # blocks would otherwise pin the heap pages around them.
+            started = time.perf_counter()
+            gc.collect()
+            if time.perf_counter() - started > COLLECT_BUDGET_SECONDS:
+                # A heap this big is left to FullCollections' timer: rooms that unload every
+                # few seconds must not each hold the loop this long.
+                self._collect_from = now + BIG_HEAP_PAUSE_SECONDS
         if self._trim is not None:
             asyncio.get_running_loop().run_in_executor(None, self._trim, 0)
 
