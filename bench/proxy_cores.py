@@ -54,6 +54,8 @@ from bench.relay_report import (
     Run,
     best,
     delivery_problems,
+    report_header,
+    rerender,
     sustained,
 )
 from bench.run_relay import (
@@ -315,10 +317,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     if args.report_only:
-        run = Run.from_json(json.loads(args.json.read_text()))
-        run.notes += args.note
-        args.json.write_text(json.dumps(run.to_json(), indent=1) + "\n")
-        args.out.write_text(render(run))
+        rerender(args.json, args.out, args.note, render)
         return
     arguments = argv if argv is not None else sys.argv[1:]
     names = args.setups.split(",")
@@ -472,14 +471,7 @@ def render(run: Run) -> str:
         if data
     ]
     out = [
-        "# Many cores: one server process against several behind HAProxy",
-        "",
-        f"Run {run.started} on commit `{machine['commit']}`, {run.seconds / 60:.1f} minutes:",
-        "",
-        "```",
-        run.command,
-        "```",
-        "",
+        *report_header(run, "Many cores: one server process against several behind HAProxy"),
         f"- Machine: {machine['cpu']}, {machine['memory_gib']} GiB, Linux {machine['kernel']};"
         " nothing pinned: the load generator, HAProxy, the servers, PostgreSQL and Redis share"
         " the cores.",

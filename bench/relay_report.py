@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 # A step is sustained when nearly everything offered arrives, in time, with nothing lost.
@@ -271,6 +274,30 @@ def _generator(run: Run) -> list[str]:
     ]
 
 
+def report_header(run: Run, title: str) -> list[str]:
+    """A report's first lines: its title, when and on which commit, and the command."""
+    return [
+        f"# {title}",
+        "",
+        f"Run {run.started} on commit `{run.machine['commit']}`, {run.seconds / 60:.1f} minutes:",
+        "",
+        "```",
+        run.command,
+        "```",
+        "",
+    ]
+
+
+def rerender(
+    json_path: Path, out_path: Path, notes: list[str], render: Callable[[Run], str]
+) -> None:
+    """`--report-only`: add `notes` to a saved run and write its report again."""
+    run = Run.from_json(json.loads(json_path.read_text()))
+    run.notes += notes
+    json_path.write_text(json.dumps(run.to_json(), indent=1) + "\n")
+    out_path.write_text(render(run))
+
+
 def render(run: Run) -> str:
     scenarios = list(dict.fromkeys(step["scenario"] for step in run.steps))
     titles = {
@@ -281,14 +308,7 @@ def render(run: Run) -> str:
     }
     machine = run.machine
     out = [
-        "# Relay benchmark: fan-out latency and throughput",
-        "",
-        f"Run {run.started} on commit `{machine['commit']}`, {run.seconds / 60:.1f} minutes:",
-        "",
-        "```",
-        run.command,
-        "```",
-        "",
+        *report_header(run, "Relay benchmark: fan-out latency and throughput"),
         f"- Machine: {machine['cpu']}, {machine['memory_gib']} GiB, Linux {machine['kernel']}.",
         f"- Python {machine['python']}, pycrdt {machine['pycrdt']}, uvicorn {machine['uvicorn']}"
         f" (uvloop, httptools, websockets-sansio, permessage-deflate off); Node {machine['node']},"

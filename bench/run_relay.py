@@ -33,7 +33,7 @@ from typing import Any
 
 from bench.pgdb import scratch_database_sync
 from bench.ports import free_port
-from bench.relay_report import REFERENCE, Run, Scenario, render, sustained
+from bench.relay_report import REFERENCE, Run, Scenario, render, rerender, sustained
 
 ROOT = Path(__file__).resolve().parent.parent
 LOADGEN = ROOT / "bench" / "loadgen.mjs"
@@ -331,10 +331,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     if args.report_only:
-        run = Run.from_json(json.loads(args.json.read_text()))
-        run.notes += args.note
-        args.json.write_text(json.dumps(run.to_json(), indent=1) + "\n")
-        args.out.write_text(render(run))
+        rerender(args.json, args.out, args.note, render)
         return
     if not REFERENCE_SERVER.exists():
         raise SystemExit("node_modules missing: run `npm ci` first")
