@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from pycrdt import Doc, Map, Text
 
 from collab_server.metrics import Metrics
-from collab_server.protocol.update import UpdateRefused, decode_update
+from collab_server.protocol.update import UpdateLimits, UpdateRefused, decode_update
 from collab_server.rooms import snapshot
 from collab_server.rooms.client_state import decode_state_vector
+from collab_server.rooms.compaction import Compaction
 from collab_server.rooms.document import is_panic
+from collab_server.rooms.jobs import Jobs
 from collab_server.rooms.registry import RoomRegistry
 from collab_server.rooms.room import Room
 from collab_server.rooms.snapshot import compact, log_parts, replay
@@ -205,3 +208,22 @@ def test_a_checked_log_is_squashed_without_decoding_it_again(
     decoded.clear()
     assert snapshot.squash(parts) == squashed  # unchecked: every part decoded first
     assert decoded[: len(parts)] == parts
+
+
+@pytest.mark.parametrize("broken", [False, True])
+async def test_only_a_sound_loaded_room_s_log_skips_the_checks_when_compacted(
+    broken: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A broken room may have refused an update another process stored (one nested 60,000
+    # deep, say): compaction must check it before yrs sees it.
+    compacted: list[bool] = []
+
+    async def recording_compact(*args: Any, checked: bool = False, **kwargs: Any) -> bool:
+        compacted.append(checked)
+        return False
+
+    monkeypatch.setattr(snapshot, "compact", recording_compact)
+    room = cast(Room, SimpleNamespace(id="r", log_rows=3, log_bytes=30, broken=broken))
+    compaction = Compaction(MemoryStore(), UpdateLimits(), Jobs(), after_updates=1, after_bytes=1)
+    await compaction.at_unload(room)
+    assert compacted == [not broken]
