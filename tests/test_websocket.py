@@ -297,9 +297,23 @@ async def test_client_that_never_reads_again_is_disconnected_after_its_close() -
         assert witness.close_code is None and writer.close_code is None
 
 
-async def test_a_client_that_never_reads_does_not_hold_up_the_server_stopping() -> None:
+@pytest.mark.parametrize(
+    "inserts",
+    [
+        # More than the kernel's buffers (4 MiB each way here) and the 2 MB frames the client
+        # may read before it stops: some stays in the server's write buffer. The stop hung.
+        [2_000_000] * 5,
+        # The client reads the first; the second fits in the kernel's buffers, so the server's is
+        # empty: uvicorn's close left the socket to the kernel, still connected for the client.
+        [1_000_000] * 2,
+    ],
+    ids=["server-buffer", "kernel-buffer"],
+)
+async def test_a_client_that_never_reads_does_not_hold_up_the_server_stopping(
+    inserts: list[int],
+) -> None:
     """uvicorn waits for every connection to end before the app's shutdown (which saves the
-    rooms); one that never reads its close ended only when it read, so a restart hung."""
+    rooms); one that never reads its close must neither hang that nor outlive the server."""
     settings = Settings(store_url="memory://", client_messages_per_second=0)
     with anyio.fail_after(60):  # the stop takes 10 s (uvicorn's close timeout); it hung before
         async with run_server(settings) as server:
@@ -309,13 +323,23 @@ async def test_a_client_that_never_reads_does_not_hold_up_the_server_stopping() 
                 yclient(server.ws_url, "stop") as writer,
                 yclient(server.ws_url, "stop") as witness,
             ):
-                # More than the kernel's buffers (4 MiB each way here) and the 2 MB frames the
-                # client may read before it stops: some stays in the server's write buffer.
-                for _ in range(5):
-                    writer.text.insert(0, "x" * 2_000_000)
+                for size in inserts:
+                    writer.text.insert(0, "x" * size)
                     await witness.wait_until(lambda: len(witness.text) == len(writer.text))
     assert _tcp_state(sock) != TCP_ESTABLISHED  # reset, not left to the kernel to deliver
     stuck.transport.abort()
+
+
+async def test_a_reading_client_is_told_the_server_is_restarting() -> None:
+    """The server's stop ends a client that reads with a whole closing handshake: 1012 (service
+    restart), so y-websocket reconnects, and the server's close after the client's answer."""
+    async with run_server(Settings(store_url="memory://")) as server:
+        client = await connect(f"{server.ws_url}/restart")
+        await client.recv()  # the greeting: the room is open
+    with pytest.raises(ConnectionClosed):
+        await client.recv()
+    assert client.protocol.close_rcvd is not None and client.protocol.close_rcvd.code == 1012
+    assert client.protocol.close_sent is not None and client.protocol.close_sent.code == 1012
 
 
 async def _small_receive_buffer(port: int) -> socket.socket:

@@ -35,9 +35,23 @@ class PromptCloseProtocol(WebSocketsSansIOProtocol):
         self._reset()  # close() would wait for a buffer the client does not read
 
     def shutdown(self) -> None:
-        """The server stops: a client that does not read its close must not hold that up."""
-        super().shutdown()
-        self.loop.call_later(self.close_timeout, self._reset)
+        """The server stops: its close (1012) is written and the connection ends when the client
+        answers it, or with a reset `close_timeout` later. uvicorn's own `transport.close()` here
+        would leave a client that does not read to the kernel, which keeps the socket and its
+        unsent megabytes (and the client its connection) long after the process has gone."""
+        if self.close_sent or not self.handshake_complete or self.disconnected:
+            super().shutdown()
+            self.loop.call_later(self.close_timeout, self._reset)
+            return
+        self.stop_keepalive()
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": 1012})
+        self.conn.send_close(1012)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True  # the client's answer (`handle_close`) ends the connection
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(self.close_timeout, self._reset)
 
     def _reset(self) -> None:
         """Drop the connection with a TCP reset: closing it the usual way leaves the kernel
