@@ -28,6 +28,7 @@ from collab_server.positions import (
 from collab_server.settings import Settings
 from tests.conftest import RunningServer, run_server
 from tests.helpers import labels, room_with, utf16_length
+from tests.polling import poll
 from tests.yclient import yclient
 
 pytestmark = pytest.mark.anyio
@@ -223,11 +224,15 @@ async def test_waits_for_the_edit_the_client_made_before_asking(
             position = {"offset": len(text) + 2, "state_vector": state_vector}
             answers.append(await complete(http, room, **position))
 
+        loaded = completing.registry.loaded(room)
+        assert loaded is not None and loaded.leases == 1  # the client's
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(ask)
-            # The server runs in this event loop: once every task is blocked, the request has
-            # reached its handler, which must be waiting for the edit rather than answering.
-            await anyio.wait_all_tasks_blocked()
+            # The request holds the room: its handler has it, and must wait for the edit rather
+            # than answer (against the old text, "co" is past the end: 422). Not
+            # `wait_all_tasks_blocked`: its 0.1 s polls can fall in step with uvicorn's 0.1 s
+            # ticks in this loop, and it then never returns.
+            await poll(lambda: loaded.leases == 2)
             assert answers == []
             client.doc.apply_update(typing.get_update(client.doc.get_state()))
     answer = answers[0]
