@@ -118,3 +118,38 @@ def test_other_content_for_clocks_that_wait_is_refused_and_a_resend_is_not() -> 
         shape.admit(decode_update(second, LIMITS))
     assert "wait for a missing update" in str(refusal.value)
     shape.admit(decode_update(first, LIMITS))  # the same items sent again (a reconnect) pass
+
+
+def test_a_snapshot_of_interleaved_typing_is_checked_in_one_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A snapshot lists its items client by client, so most of them name an origin that comes
+    later in it and wait. Every item waiting on a client was retried whenever that client placed
+    anything: a room of ten typists' 12,000 keystrokes took 36 s to check at load and at every
+    compaction. Now a placed range wakes only what waits inside it."""
+    typists: list[Doc[Any]] = [Doc() for _ in range(10)]
+    for step in range(200):
+        for index, typist in enumerate(typists):
+            text = typist.get("codemirror", type=Text)
+            before = typist.get_state()
+            text.insert(min(step * 10 + index, len(text)), "abc"[(step + index) % 3])
+            keystroke = typist.get_update(before)
+            for other in typists:
+                if other is not typist:
+                    other.apply_update(keystroke)
+    snapshot = decode_update(typists[0].get_update(), LIMITS, strict=False)
+    resolves = 0
+    resolve = DocumentShape._resolve
+
+    def counted(shape: DocumentShape, struct: Any) -> Any:
+        nonlocal resolves
+        resolves += 1
+        return resolve(shape, struct)
+
+    monkeypatch.setattr(DocumentShape, "_resolve", counted)
+    shape = DocumentShape(max_depth=128)
+    shape.admit(snapshot, strict=False)
+    assert shape.pending_items == 0
+    assert len(snapshot.structs) == 2000  # one keystroke each: yrs did not join them
+    # Once when it is placed, once when what it waits for is: before, 204,000 times in all.
+    assert resolves <= 2 * len(snapshot.structs)

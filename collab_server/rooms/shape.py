@@ -26,8 +26,8 @@ they wait for arrive.
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from collections.abc import Callable
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Callable, Iterator
 from typing import Final
 
 from collab_server.protocol import ProtocolError
@@ -147,6 +147,55 @@ class _Ranges:
         return restore
 
 
+class _Waiting:
+    """Items waiting for ids that have not arrived (or whose parent is not known yet), by the
+    id each waits for: a range that arrives wakes only what waits inside it."""
+
+    __slots__ = ("_clocks", "_items", "_size")
+
+    def __init__(self) -> None:
+        self._items: dict[ID, list[Struct]] = {}
+        self._clocks: dict[int, list[int]] = {}  # client -> sorted clocks waited for
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def items(self) -> Iterator[Struct]:
+        for structs in self._items.values():
+            yield from structs
+
+    def add(self, missing: ID, struct: Struct) -> None:
+        structs = self._items.get(missing)
+        if structs is None:
+            structs = self._items[missing] = []
+            insort(self._clocks.setdefault(missing[0], []), missing[1])
+        structs.append(struct)
+        self._size += 1
+
+    def pop_range(self, client: int, start: int, end: int) -> list[Struct]:
+        """Take out the items waiting for ids of `client` in [start, end)."""
+        clocks = self._clocks.get(client)
+        if not clocks:
+            return []
+        first, last = bisect_left(clocks, start), bisect_left(clocks, end)
+        if first == last:
+            return []
+        woken = []
+        for clock in clocks[first:last]:
+            woken += self._items.pop((client, clock))
+        del clocks[first:last]
+        self._size -= len(woken)
+        return woken
+
+    def copy(self) -> _Waiting:
+        copied = _Waiting()
+        copied._items = {missing: list(structs) for missing, structs in self._items.items()}
+        copied._clocks = {client: list(clocks) for client, clocks in self._clocks.items()}
+        copied._size = self._size
+        return copied
+
+
 class DocumentShape:
     def __init__(
         self, *, max_depth: int, max_pending: int = 1000, max_scan: int = 1_000_000
@@ -161,9 +210,10 @@ class DocumentShape:
         self._types: dict[ID, tuple[int, str]] = {}  # shared-type item -> (depth, root name)
         self._deleted: dict[int, _Ranges] = {}  # items whose content is gone (ContentDeleted)
         self._surrogates: dict[int, set[int]] = {}  # client -> clocks of high surrogates
-        self._waiting: dict[int, list[Struct]] = {}  # client of a missing id -> items waiting
+        self._waiting = _Waiting()  # items waiting for an id, by that id
         self._journal: list[Undo] = []
-        self._changed: set[int] = set()  # clients whose ranges changed: their waiters retry
+        # Ranges placed with their parent known during this admit: what waits in them retries.
+        self._placed_ranges: list[tuple[int, int, int]] = []
         self._roots: set[str] = set()
         self._strict = True
         # The items the last admit placed that the document did not hold: (client, start, end).
@@ -171,7 +221,7 @@ class DocumentShape:
 
     @property
     def pending_items(self) -> int:
-        return sum(map(len, self._waiting.values()))
+        return len(self._waiting)
 
     def admit(self, update: DecodedUpdate, *, strict: bool = True) -> set[str]:
         """Check `update` against the document and record it; return the root types it
@@ -181,8 +231,8 @@ class DocumentShape:
         surrogate pairs, shared types waiting for a parent and any number of waiting items pass,
         as they were accepted before these checks existed.
         """
-        waiting = {client: list(items) for client, items in self._waiting.items()}
-        self._journal, self._changed, self._roots = [], set(), set()
+        waiting = self._waiting.copy()
+        self._journal, self._placed_ranges, self._roots = [], [], set()
         self.placed = []
         self._strict = strict
         self._scan = 0
@@ -301,14 +351,15 @@ class DocumentShape:
         ):
             self._split("an insert inside a surrogate pair (half an emoji)")
 
-    def _resolve(self, struct: Struct) -> tuple[int | None, Parent]:
-        """(client of a missing id, DEAD) or (None, parent), as yrs would find the parent."""
+    def _resolve(self, struct: Struct) -> tuple[ID | None, Parent]:
+        """(a missing id, DEAD) or (None, parent), as yrs would find the parent. An id is
+        missing until it arrives and its own parent is known."""
         if isinstance(struct.parent, str):
             return None, struct.parent
         if struct.parent is not None:
             found, above = self._parent_of(*struct.parent)
             if not found or above == PENDING:
-                return struct.parent[0], DEAD
+                return struct.parent, DEAD
             if struct.parent in self._types:
                 return None, struct.parent
             if above is not DEAD and not self._content_deleted(*struct.parent) and self._strict:
@@ -319,7 +370,7 @@ class DocumentShape:
             if dependency is not None:
                 found, parent = self._parent_of(*dependency)
                 if not found or parent == PENDING:
-                    return dependency[0], DEAD
+                    return dependency, DEAD
                 neighbours.append(parent)
         alive = [parent for parent in neighbours if parent is not DEAD]
         if len(alive) == 2 and alive[0] != alive[1] and self._strict:
@@ -351,7 +402,8 @@ class DocumentShape:
             self._journal.append(lambda: self._ranges.pop(client, None))
         for start, end in pieces:
             self._journal.append(ranges.add(start, end, parent))
-        self._changed.add(client)
+            if parent != PENDING:
+                self._placed_ranges.append((client, start, end))
 
     def _stage_deleted(self, client: int, pieces: list[tuple[int, int]]) -> None:
         ranges = self._deleted.get(client)
@@ -376,36 +428,33 @@ class DocumentShape:
             return None
         if self._waiting_index is None:
             self._waiting_index = {
-                (struct.client, struct.clock): struct
-                for items in self._waiting.values()
-                for struct in items
+                (struct.client, struct.clock): struct for struct in self._waiting.items()
             }
         return self._waiting_index.get((client, clock))
 
-    def _wait(self, client: int, struct: Struct) -> None:
-        self._waiting.setdefault(client, []).append(struct)
+    def _wait(self, missing: ID, struct: Struct) -> None:
+        self._waiting.add(missing, struct)
         if self._waiting_index is not None:  # built earlier in this admit: keep it whole
             self._waiting_index[(struct.client, struct.clock)] = struct
 
     def _retry_waiting(self) -> None:
-        """Place the items waiting on clients whose ranges changed, until nothing moves."""
-        while self._changed:
-            client = self._changed.pop()
-            for struct in self._waiting.pop(client, []):
+        """Place the items waiting for ids in the ranges placed, and then for theirs, until
+        nothing moves. Only those: retrying every item waiting on a client whenever that client
+        placed anything made a snapshot of interleaved typing quadratic (12,000 items, 36 s)."""
+        while self._placed_ranges:
+            for struct in self._waiting.pop_range(*self._placed_ranges.pop()):
                 self._check_inserts_between_halves(struct)
                 missing, parent = self._resolve(struct)
                 if missing is not None:
                     self._wait(missing, struct)
                     continue
                 self._record_type(struct, parent)
-                ranges = self._ranges[struct.client]
-                self._journal.append(
-                    ranges.assign(struct.clock, struct.clock + struct.length, parent)
-                )
-                self._changed.add(struct.client)
+                start, end = struct.clock, struct.clock + struct.length
+                self._journal.append(self._ranges[struct.client].assign(start, end, parent))
+                self._placed_ranges.append((struct.client, start, end))
 
     def _check_waiting(self) -> None:
-        if any(struct.kind == TYPE for items in self._waiting.values() for struct in items):
+        if any(struct.kind == TYPE for struct in self._waiting.items()):
             raise refused("a shared type whose parent the server does not have", "pending")
         if self.pending_items > self.max_pending:
             raise refused(
