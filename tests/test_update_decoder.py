@@ -11,7 +11,7 @@ from pycrdt import Doc, Map, Text
 from bench.fuzz.corpus import LATER
 from collab_server.protocol.update import MAX_CLOCK, UpdateLimits, UpdateRefused, decode_update
 from collab_server.rooms.shape import DocumentShape
-from tests.rawupdates import update, var_string, var_uint
+from tests.rawupdates import text_item, update, var_string, var_uint
 
 LIMITS = UpdateLimits()
 
@@ -153,3 +153,26 @@ def test_a_snapshot_of_interleaved_typing_is_checked_in_one_pass(
     assert len(snapshot.structs) == 2000  # one keystroke each: yrs did not join them
     # Once when it is placed, once when what it waits for is: before, 204,000 times in all.
     assert resolves <= 2 * len(snapshot.structs)
+
+
+def test_an_item_waiting_inside_an_emoji_refuses_only_the_update_that_places_it() -> None:
+    """An item that waits for a missing id and names the low half of an emoji as its right
+    neighbour would be placed between the halves once that id arrives. Only the update bringing
+    the id is refused: before, any update from that id's client retried it and was refused, so
+    a client's unrelated edits were refused while such an item waited."""
+    shape = DocumentShape(max_depth=128)
+    waits = 0xC4 + 0  # a string with an origin and a right origin
+    between = update(
+        3,
+        0,
+        [bytes([waits]) + var_uint(4) + var_uint(5) + var_uint(2) + var_uint(1) + var_string("x")],
+    )
+    shape.admit(decode_update(between, LIMITS))  # waits for (4, 5)
+    shape.admit(decode_update(text_item(2, "😀"), LIMITS))  # (2, 0) and (2, 1): one emoji
+    assert shape.pending_items == 1
+    shape.admit(decode_update(text_item(4, "hello"), LIMITS))  # (4, 0) to (4, 4): unrelated
+    after = update(4, 5, [b"\x84" + var_uint(4) + var_uint(4) + var_string("!")])
+    with pytest.raises(UpdateRefused) as refusal:
+        shape.admit(decode_update(after, LIMITS))
+    assert "surrogate pair" in str(refusal.value)
+    assert shape.pending_items == 1  # nothing recorded
