@@ -161,7 +161,7 @@ def test_an_item_waiting_inside_an_emoji_refuses_only_the_update_that_places_it(
     the id is refused: before, any update from that id's client retried it and was refused, so
     a client's unrelated edits were refused while such an item waited."""
     shape = DocumentShape(max_depth=128)
-    waits = 0xC4 + 0  # a string with an origin and a right origin
+    waits = 0xC4  # a string with an origin and a right origin
     between = update(
         3,
         0,
