@@ -185,6 +185,8 @@ class _Waiting:
         for clock in clocks[first:last]:
             woken += self._items.pop((client, clock))
         del clocks[first:last]
+        if not clocks:
+            del self._clocks[client]
         self._size -= len(woken)
         return woken
 
