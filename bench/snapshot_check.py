@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import multiprocessing.connection
 import sys
 import time
 from multiprocessing.connection import Connection
@@ -70,10 +71,14 @@ def measure(case: tuple[int, int, int], baseline: str | None, timeout: float) ->
     receiving, sending = multiprocessing.Pipe(duplex=False)
     child = multiprocessing.Process(target=run_case, args=(case, baseline, sending))
     child.start()
-    if not receiving.poll(timeout):
+    # The child's end too: one that died has nothing to send, and must not read as too slow.
+    if not multiprocessing.connection.wait([receiving, child.sentinel], timeout):
         child.kill()
         child.join()
         return f"over {timeout:.0f} s | over {timeout:.0f} s"
+    if not receiving.poll():
+        child.join()
+        raise SystemExit(f"case {case} failed (exit code {child.exitcode})")
     _, _, load, compaction = receiving.recv()
     child.join()
     return f"{load:.3f} | {compaction:.3f}"
