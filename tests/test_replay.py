@@ -227,3 +227,46 @@ async def test_only_a_sound_loaded_room_s_log_skips_the_checks_when_compacted(
     compaction = Compaction(MemoryStore(), UpdateLimits(), Jobs(), after_updates=1, after_bytes=1)
     await compaction.at_unload(room)
     assert compacted == [not broken]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_stored_log_built_in_one_transaction_is_the_log_applied_one_by_one(seed: int) -> None:
+    # Out of order too: what waits for a missing update waits alike, and is kept alike.
+    parts = editing_session(seed, careless=False)
+    random.Random(seed).shuffle(parts)
+    one_by_one = replay(parts, UpdateLimits()).doc
+    built = snapshot.build_stored(parts)
+    assert picture(built) == picture(one_by_one)
+    assert snapshot._fingerprint(built) == snapshot._fingerprint(one_by_one)
+    assert built.get_update() == one_by_one.get_update()
+
+
+async def test_rooms_that_fill_their_logs_together_are_compacted_one_after_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    running: list[str] = []
+    overlapped: list[list[str]] = []
+    done: list[str] = []
+
+    async def slow_compact(store: Any, room_id: str, *args: Any, **kwargs: Any) -> bool:
+        running.append(room_id)
+        overlapped.append(list(running))
+        await asyncio.sleep(0.01)
+        running.remove(room_id)
+        done.append(room_id)
+        return True
+
+    monkeypatch.setattr(snapshot, "compact", slow_compact)
+    store = MemoryStore()
+    await store.open()
+    rooms = [
+        cast(Room, SimpleNamespace(id=f"r{n}", log_rows=2, log_bytes=20, broken=False))
+        for n in range(4)
+    ]
+    async with Jobs() as jobs:
+        compaction = Compaction(store, UpdateLimits(), jobs, after_updates=2, after_bytes=1 << 20)
+        for room in rooms:
+            compaction.after_append(room)
+    assert sorted(done) == ["r0", "r1", "r2", "r3"]
+    assert all(len(at_once) == 1 for at_once in overlapped)
+    assert all(room.log_rows == 0 for room in rooms)

@@ -3,6 +3,8 @@ log is loaded, and when the room unloads. The merge itself is `snapshot.compact`
 
 from __future__ import annotations
 
+import asyncio
+
 from collab_server.protocol.update import UpdateLimits
 from collab_server.rooms import snapshot
 from collab_server.rooms.jobs import Jobs
@@ -26,6 +28,9 @@ class Compaction:
         self._after_updates = after_updates
         self._after_bytes = after_bytes
         self._running: set[str] = set()  # rooms being compacted in the background
+        # Rooms typed in at the same pace reach the threshold together: squashed side by side,
+        # their threads would take the GIL from the event loop for as long as all of them run.
+        self._one_at_a_time = asyncio.Semaphore(1)
 
     def after_append(self, room: Room) -> None:
         """Compact in the background once the room's log is long enough."""
@@ -42,12 +47,17 @@ class Compaction:
 
     async def at_unload(self, room: Room) -> None:
         if room.log_rows > 0:
-            await snapshot.compact(self._store, room.id, self._limits, checked=_checked(room))
+            async with self._one_at_a_time:
+                await snapshot.compact(self._store, room.id, self._limits, checked=_checked(room))
 
     async def _compact(self, room: Room) -> None:
         rows, size = room.log_rows, room.log_bytes
         try:
-            if await snapshot.compact(self._store, room.id, self._limits, checked=_checked(room)):
+            async with self._one_at_a_time:
+                done = await snapshot.compact(
+                    self._store, room.id, self._limits, checked=_checked(room)
+                )
+            if done:
                 # Updates appended while compacting are still in the log.
                 room.log_rows = max(0, room.log_rows - rows)
                 room.log_bytes = max(0, room.log_bytes - size)

