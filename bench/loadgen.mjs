@@ -66,12 +66,19 @@ const CLK_TCK = 100 // USER_HZ on Linux
 
 const sum = (values) => values.reduce((total, value) => total + value, 0)
 
-const procCpuSeconds = (pid) => {
-  // utime + stime of every thread of the process; fields after the ")" of the command name.
+const procStatFields = (pid) => {
+  // Fields after the ")" of the command name: utime is [11], stime (the kernel's) [12].
   const stat = readFileSync(`/proc/${pid}/stat`, 'latin1')
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+}
+
+const procCpuSeconds = (pid) => {
+  // utime + stime of every thread of the process
+  const fields = procStatFields(pid)
   return (Number(fields[11]) + Number(fields[12])) / CLK_TCK
 }
+
+const procKernelSeconds = (pid) => Number(procStatFields(pid)[12]) / CLK_TCK
 
 const procRssMiB = (pid) => {
   const status = readFileSync(`/proc/${pid}/status`, 'latin1')
@@ -358,6 +365,7 @@ async function main () {
         marks = {
           at: now,
           server: SERVER_PIDS ? SERVER_PIDS.map(procCpuSeconds) : null,
+          serverKernel: SERVER_PIDS ? SERVER_PIDS.map(procKernelSeconds) : null,
           own: ownCpuSeconds(),
           machine: machineBusySeconds()
         }
@@ -381,6 +389,9 @@ async function main () {
   const window = {
     seconds: (end - marks.at) / 1000,
     server: SERVER_PIDS ? SERVER_PIDS.map((pid, i) => procCpuSeconds(pid) - marks.server[i]) : null,
+    serverKernel: SERVER_PIDS
+      ? SERVER_PIDS.map((pid, i) => procKernelSeconds(pid) - marks.serverKernel[i])
+      : null,
     own: ownCpuSeconds() - marks.own,
     machine: machineBusySeconds() - marks.machine
   }
@@ -437,6 +448,7 @@ async function main () {
     max_ms: quantile(sorted, expected, 1 - 1e-12),
     server_cpu: window.server === null ? null : sum(window.server) / window.seconds,
     server_cpu_each: window.server === null ? null : window.server.map((cpu) => cpu / window.seconds),
+    server_kernel_cpu: window.serverKernel === null ? null : sum(window.serverKernel) / window.seconds,
     server_rss_mib: rssEnd,
     server_rss_max_mib: SERVER_PIDS ? rssMax : null,
     gen_cpu: window.own / window.seconds,

@@ -109,6 +109,12 @@ def _cpu_per_delivery(step: dict[str, Any]) -> float | None:
     return float(step["server_cpu"]) * 1e6 / float(step["delivered_per_s"])
 
 
+def _kernel_per_delivery(step: dict[str, Any]) -> float | None:
+    if step.get("server_kernel_cpu") is None or not step.get("delivered_per_s"):
+        return None
+    return float(step["server_kernel_cpu"]) * 1e6 / float(step["delivered_per_s"])
+
+
 def delivery_problems(step: dict[str, Any]) -> list[str]:
     """What a step's clients saw go wrong: closes, gaps, updates that never arrived."""
     problems = []
@@ -223,6 +229,34 @@ def _cpu_by_step(run: Run, scenarios: list[str]) -> list[str]:
             cells = [f"{cpu[name]:.1f}" if cpu.get(name) else "-" for name in run.servers]
             cells += [_ratio(cpu.get(name), cpu.get(base or "")) for name in others]
             lines.append(f"| {scenario} | {offered:,} | {rate:.3g} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _kernel_by_step(run: Run, scenarios: list[str]) -> list[str]:
+    """Every server's CPU per delivery at every step split into the kernel's (system time:
+    sockets, wake-ups) and the process's own (user time)."""
+    header = "| scenario | offered/s |"
+    header += "".join(f" {run.servers[name]} kernel µs | user µs |" for name in run.servers)
+    lines = [header, "|" + "---|" * (2 + 2 * len(run.servers))]
+    for scenario in scenarios:
+        for offered in dict.fromkeys(s["offered"] for s in run.steps if s["scenario"] == scenario):
+            steps = {
+                step["server"]: step
+                for step in run.steps
+                if step["scenario"] == scenario
+                and step["offered"] == offered
+                and "error" not in step
+            }
+            cells = []
+            for name in run.servers:
+                step = steps.get(name)
+                total = _cpu_per_delivery(step) if step else None
+                kernel = _kernel_per_delivery(step) if step else None
+                if total is None or kernel is None:
+                    cells += ["-", "-"]
+                else:
+                    cells += [f"{kernel:.1f}", f"{total - kernel:.1f}"]
+            lines.append(f"| {scenario} | {offered:,} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -350,6 +384,14 @@ def render(run: Run) -> str:
         "",
         *_cpu_by_step(run, scenarios),
     ]
+    if any(step.get("server_kernel_cpu") is not None for step in run.steps):
+        out += [
+            "",
+            "The same split into the kernel's part (system time: socket reads and writes, waking"
+            " the readers) and the server's own (user time), µs per delivery:",
+            "",
+            *_kernel_by_step(run, scenarios),
+        ]
     for scenario in scenarios:
         out += ["", f"## {titles.get(scenario, scenario)}", "", *_details(run, scenario)]
     out += [
