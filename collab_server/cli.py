@@ -18,7 +18,7 @@ from collab_server.completion.service import CompletionService
 from collab_server.rooms.ids import room_id_problem
 from collab_server.settings import Settings
 from collab_server.transport.http_protocol import with_header_timeout
-from collab_server.transport.ws_protocol import PromptCloseProtocol
+from collab_server.transport.ws_protocol import RelayWebSocketProtocol
 from persistence import StoreError, migrate, open_store
 from persistence.copy import CopiedRoom, copy_rooms
 
@@ -117,7 +117,7 @@ def build_server(settings: Settings, completion: CompletionService | None = None
         port=settings.port,
         loop="uvloop",
         http=with_header_timeout(settings.header_timeout_seconds),
-        ws=PromptCloseProtocol,
+        ws=RelayWebSocketProtocol,  # websockets-sansio, writing frames built once per room
         # Frames up to twice our limit reach the app and get a 4413; beyond that the WebSocket
         # layer itself closes with 1009 before buffering more.
         ws_max_size=2 * settings.max_message_bytes,

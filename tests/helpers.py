@@ -18,7 +18,7 @@ import httpx
 from pycrdt import Doc, Text
 
 from collab_server.protocol import SyncStep2, SyncUpdate, decode_message
-from collab_server.rooms.peer import Peer
+from collab_server.rooms.peer import Peer, WriteFrame
 from tests.conftest import RunningServer
 
 _fresh_rooms = itertools.count()
@@ -118,9 +118,23 @@ class FakeSocket:
         self.error: Exception | None = None
         self._changed = asyncio.Event()
 
-    def peer(self, room: str = "room", *, queue_limit: int = 100, **limits: int) -> Peer:
+    def peer(
+        self,
+        room: str = "room",
+        *,
+        queue_limit: int = 100,
+        queue_bytes_limit: int = 16 * 1024 * 1024,
+        write_now: WriteFrame | None = None,
+    ) -> Peer:
         """A peer of `room` that sends and closes through this socket."""
-        return Peer(room, self.send, self.close, queue_limit=queue_limit, **limits)
+        return Peer(
+            room,
+            self.send,
+            self.close,
+            queue_limit=queue_limit,
+            queue_bytes_limit=queue_bytes_limit,
+            write_now=write_now,
+        )
 
     async def send(self, frame: bytes) -> None:
         self.sending.set()

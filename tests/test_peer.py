@@ -1,6 +1,7 @@
 """`Peer`, one connection's outbound side, on a fake socket: what it sends, in which order and how
-merged; the bounds that close a client too far behind with 4504; how `close` and `stop` end it,
-and what a failed send does. No server, no event loop but the test's."""
+merged; frames written straight to an idle socket, and never ahead of what is queued; the bounds
+that close a client too far behind with 4504; how `close` and `stop` end it, and what a failed
+send does. No server, no event loop but the test's."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ import anyio
 import pytest
 
 from collab_server.protocol import CloseCode, encode_update
-from collab_server.rooms.peer import MERGE_LIMIT, OutboundUpdate, Peer, PeerDisconnected
+from collab_server.protocol.frames import binary_frame
+from collab_server.rooms.peer import (
+    MERGE_LIMIT,
+    Outbound,
+    OutboundUpdate,
+    Peer,
+    PeerDisconnected,
+)
 from tests.helpers import FakeSocket, keystrokes, text_of
 
 pytestmark = pytest.mark.anyio
@@ -23,7 +31,21 @@ SECONDS = 5  # a bound on each test's waits; each takes milliseconds
 def outbound(text: str) -> list[OutboundUpdate]:
     """Typing `text`, as the room hands each update to its peers."""
     updates = keystrokes("codemirror", text)
-    return [OutboundUpdate(update, encode_update(update)) for update in updates]
+    return [OutboundUpdate.of(update) for update in updates]
+
+
+class FakeWriter:
+    """A socket's ready-made-frame writer: takes frames while `accepting` (a socket that keeps
+    up), refuses them otherwise (paused, closing)."""
+
+    def __init__(self) -> None:
+        self.accepting = True
+        self.written: list[bytes] = []
+
+    def write(self, frame: bytes) -> bool:
+        if self.accepting:
+            self.written.append(frame)
+        return self.accepting
 
 
 @asynccontextmanager
@@ -80,6 +102,53 @@ async def test_a_long_run_of_updates_goes_as_several_merged_messages() -> None:
 
 
 # -- the bounds ---------------------------------------------------------------------------------
+
+
+# -- frames written straight to the socket --------------------------------------------------------
+
+
+async def test_an_idle_peer_gets_frames_built_once_written_straight_to_its_socket() -> None:
+    socket, writer = FakeSocket(), FakeWriter()
+    peer = socket.peer(write_now=writer.write)
+    update, *_ = outbound("a")
+    presence = Outbound.of(b"\x01\x00")
+    peer.send_update(update)
+    peer.send(presence)
+    peer.send(b"\x00\x00\x01\x00")  # a message for this peer alone: framed here
+    assert writer.written == [update.wire, presence.wire, binary_frame(b"\x00\x00\x01\x00")]
+    assert update.wire == binary_frame(update.frame)
+    async with running(peer):
+        peer.stop()
+    assert socket.sent == []  # nothing went through the queue
+
+
+async def test_nothing_is_written_ahead_of_what_is_queued_or_being_sent() -> None:
+    socket, writer = FakeSocket(), FakeWriter()
+    peer = socket.peer(write_now=writer.write)
+    first, second, third = outbound("abc")
+    writer.accepting = False  # the client is not reading: its transport is paused
+    peer.send_update(first)
+    writer.accepting = True
+    peer.send_update(second)  # behind a queued update: queued too
+    socket.gate.clear()
+    async with running(peer):
+        await socket.sending.wait()  # the sender holds both, merged, at the socket
+        peer.send_update(third)  # the queue is empty, but a send is under way
+        socket.gate.set()
+        await socket.wait_sent(2)
+        peer.stop()
+    assert writer.written == []
+    assert text_of(socket.sent) == "abc"
+
+
+async def test_a_closing_peer_writes_nothing() -> None:
+    socket, writer = FakeSocket(), FakeWriter()
+    peer = socket.peer(write_now=writer.write)
+    peer.close(CloseCode.ROOM_DELETED, "room deleted")
+    peer.send_update(outbound("a")[0])
+    await run_to_end(peer)
+    assert writer.written == []
+    assert socket.closed == [(CloseCode.ROOM_DELETED, "room deleted")]
 
 
 async def test_a_peer_over_its_message_bound_is_closed_with_4504_and_its_queue_dropped() -> None:

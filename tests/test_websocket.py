@@ -30,6 +30,7 @@ from collab_server.protocol import (
 )
 from collab_server.settings import Settings
 from collab_server.transport.websocket import close_reason_text
+from collab_server.transport.ws_protocol import FrameWriter
 from tests.conftest import RunningServer, run_server
 from tests.polling import poll
 from tests.test_metrics import scrape
@@ -48,6 +49,33 @@ async def test_pycrdt_clients_sync_both_ways_and_late_joiner_gets_state(
         await alice.wait_until(lambda: str(alice.text) == "hello world")
     async with yclient(server.ws_url, "sync") as late:
         assert str(late.text) == "hello world"  # synced on arrival, nobody else online
+
+
+async def test_relayed_updates_go_straight_to_the_peers_sockets(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Frames built once per broadcast and written to each idle peer's transport, past the ASGI
+    # send path; what a client receives is the same.
+    written: list[bytes] = []
+    write = FrameWriter.write
+
+    def recording_write(self: FrameWriter, frame: bytes) -> bool:
+        taken = write(self, frame)
+        if taken:
+            written.append(frame)
+        return taken
+
+    monkeypatch.setattr(FrameWriter, "write", recording_write)
+    async with (
+        yclient(server.ws_url, "straight") as alice,
+        yclient(server.ws_url, "straight") as bob,
+    ):
+        alice.text.insert(0, "héllo 😀")
+        await bob.wait_until(lambda: str(bob.text) == "héllo 😀")
+        bob.text.insert(0, ">")
+        await alice.wait_until(lambda: str(alice.text) == ">héllo 😀")
+    assert len(written) >= 2  # each update went straight to at least its other peer
+    assert all(frame[0] == 0x82 for frame in written)  # final binary frames, as websockets sends
 
 
 async def test_simultaneous_first_joins_share_one_load(

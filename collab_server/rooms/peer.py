@@ -5,6 +5,10 @@ into one message first, so a client that lags a little gets fewer, larger frames
 falling further behind. A client that lags too far is closed (it reconnects and resyncs from its
 state vector); nothing is dropped silently. A close does not wait for a send under way: a client
 that stopped reading never lets one finish.
+
+A message for a peer with nothing queued or being sent, whose socket takes it at once, skips all
+that: it is written straight to the socket as a frame built once for every peer (`write_now`),
+with no queue, no task wake-up and no framing per peer.
 """
 
 from __future__ import annotations
@@ -20,12 +24,15 @@ from dataclasses import dataclass
 from pycrdt import merge_updates
 
 from collab_server.protocol import CloseCode, encode_update
+from collab_server.protocol.frames import binary_frame
 from persistence import Author
 
 logger = logging.getLogger(__name__)
 
 SendBytes = Callable[[bytes], Awaitable[None]]
 CloseSocket = Callable[[int, str], Awaitable[None]]
+# Writes a complete WebSocket frame now if the socket takes it; False (nothing written) if not.
+WriteFrame = Callable[[bytes], bool]
 
 _peer_numbers = itertools.count(1)
 
@@ -44,6 +51,24 @@ class OutboundUpdate:
 
     update: bytes
     frame: bytes  # the same update, encoded once as a message
+    wire: bytes  # that message as a WebSocket frame
+
+    @classmethod
+    def of(cls, update: bytes) -> OutboundUpdate:
+        frame = encode_update(update)
+        return cls(update, frame, binary_frame(frame))
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """Any other message for several peers (presence), framed once."""
+
+    frame: bytes
+    wire: bytes
+
+    @classmethod
+    def of(cls, frame: bytes) -> Outbound:
+        return cls(frame, binary_frame(frame))
 
 
 class Peer:
@@ -55,12 +80,15 @@ class Peer:
         *,
         queue_limit: int,
         queue_bytes_limit: int = 16 * 1024 * 1024,
+        write_now: WriteFrame | None = None,
     ) -> None:
         self.id = f"p{next(_peer_numbers)}"
         self.author: Author | None = None  # who its token names; None: its presence tells
         self.room_id = room_id
         self._send = send
         self._close_socket = close
+        self._write_now = write_now
+        self._draining = False  # the sender holds frames taken from the queue
         self._queue: deque[bytes | OutboundUpdate] = deque()
         self._queue_limit = queue_limit
         self._queue_bytes_limit = queue_bytes_limit
@@ -83,13 +111,24 @@ class Peer:
         leaving is still to be read)."""
         return self._close_request is not None
 
-    def send(self, frame: bytes) -> None:
-        """Queue one message."""
-        self._push(frame)
+    def send(self, message: bytes | Outbound) -> None:
+        """Send one message (a frame built for this peer, or one built once for several)."""
+        if self._written_now(message):
+            return
+        self._push(message.frame if isinstance(message, Outbound) else message)
 
     def send_update(self, update: OutboundUpdate) -> None:
-        """Queue a document update (queued messages next to it may be merged with it)."""
-        self._push(update)
+        """Send a document update (queued messages next to it may be merged with it)."""
+        if not self._written_now(update):
+            self._push(update)
+
+    def _written_now(self, message: bytes | Outbound | OutboundUpdate) -> bool:
+        """Whether the message went straight to the socket: only with nothing queued or being
+        sent before it, so that messages keep their order."""
+        if self._write_now is None or self._queue or self._draining or self.closing:
+            return False
+        wire = binary_frame(message) if isinstance(message, bytes) else message.wire
+        return self._write_now(wire)
 
     def _push(self, item: bytes | OutboundUpdate) -> None:
         if self.closing:
@@ -149,10 +188,14 @@ class Peer:
                     continue
                 batch = list(self._queue)
                 self._clear_queue()
-                for frame in _coalesce(batch):
-                    await self._send_interruptibly(frame)
-                    if self.closing:
-                        break
+                self._draining = True
+                try:
+                    for frame in _coalesce(batch):
+                        await self._send_interruptibly(frame)
+                        if self.closing:
+                            break
+                finally:
+                    self._draining = False
         except PeerDisconnected:
             self._stopped = True
         except Exception:

@@ -29,7 +29,6 @@ from collab_server.protocol import (
     encode_awareness_message,
     encode_sync_step1,
     encode_sync_step2,
-    encode_update,
 )
 from collab_server.protocol.update import (
     UpdateLimits,
@@ -50,7 +49,7 @@ from collab_server.rooms.document import (
     text_of,
 )
 from collab_server.rooms.editors import Editors
-from collab_server.rooms.peer import OutboundUpdate, Peer
+from collab_server.rooms.peer import Outbound, OutboundUpdate, Peer
 from collab_server.rooms.presence import Presence
 from collab_server.rooms.snapshot import (
     LogUnreplayable,
@@ -294,7 +293,7 @@ class Room:
         # The sender gets it back too, as from y-websocket's own server: the 4.x client shows
         # its edits saved only once it sees them come back.
         update = raw[0] if len(raw) == 1 else merge_updates(*raw)
-        outbound = OutboundUpdate(update, encode_update(update))
+        outbound = OutboundUpdate.of(update)
         for peer in self.peers:
             peer.send_update(outbound)
         self.editors.stored(origin)
@@ -399,13 +398,14 @@ class Room:
 
     def _relay_since(self, before: bytes) -> None:
         missing = self.doc.get_update(before)
-        outbound = OutboundUpdate(missing, encode_update(missing))
+        outbound = OutboundUpdate.of(missing)
         for peer in self.peers:
             peer.send_update(outbound)
 
     def _broadcast(self, frame: bytes) -> None:
+        outbound = Outbound.of(frame)
         for peer in self.peers:
-            peer.send(frame)
+            peer.send(outbound)
 
     @staticmethod
     def _awareness_frame(entries: list[AwarenessEntry]) -> bytes:

@@ -24,7 +24,7 @@ from collab_server.rooms.authorship import named
 from collab_server.rooms.connection import Connection
 from collab_server.rooms.ids import room_id_problem
 from collab_server.rooms.openings import RoomsBusy
-from collab_server.rooms.peer import Peer, PeerDisconnected
+from collab_server.rooms.peer import Peer, PeerDisconnected, WriteFrame
 from collab_server.rooms.quarantine import RoomQuarantined
 from collab_server.rooms.registry import RoomRegistry
 from collab_server.rooms.room import Room, RoomDeleted
@@ -32,6 +32,7 @@ from collab_server.settings import Settings
 from collab_server.transport.access import connection_grant
 from collab_server.transport.services import services
 from collab_server.transport.throttle import Throttle
+from collab_server.transport.ws_protocol import FRAME_WRITER, FrameWriter
 from persistence import RoomMissing, StoreError
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,12 @@ class _Socket:
                 await self._websocket.close(code, close_reason_text(reason))
             except (OSError, RuntimeError, WebSocketDisconnect) as error:
                 raise PeerDisconnected from error
+
+
+def _frame_writer(websocket: WebSocket) -> WriteFrame | None:
+    """Where the peer may write ready-made frames (uvicorn with `RelayWebSocketProtocol`)."""
+    writer = websocket.scope.get("extensions", {}).get(FRAME_WRITER)
+    return writer.write if isinstance(writer, FrameWriter) else None
 
 
 def close_reason_text(reason: str) -> str:
@@ -185,6 +192,7 @@ async def _serve_peer(websocket: WebSocket, room: Room, settings: Settings, gran
         socket.close,
         queue_limit=settings.peer_queue_messages,
         queue_bytes_limit=settings.peer_queue_bytes,
+        write_now=_frame_writer(websocket),
     )
     if grant.user or grant.name:
         peer.author = named(grant.name, grant.user, self_declared=False)

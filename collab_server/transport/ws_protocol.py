@@ -8,6 +8,15 @@ and their slots under `COLLAB_MAX_CONNECTIONS` until the process stopped. Here a
 written at once, behind what is buffered (a slow client that catches up still reads its close
 code), and a connection whose closing handshake has not finished `close_timeout` later is
 aborted, as is one that misses its pong, and one that holds up the server's stopping.
+
+It also lets a peer write a ready-made frame. Every ASGI `websocket.send` builds its frame again
+(websockets' `Frame`, its serialisation, `data_to_send`) and passes through Starlette's and the
+middleware's wrappers, for bytes that are the same for every peer of a room: server frames are
+unmasked. The room builds each frame once (`protocol.frames`) and writes it to every idle peer's
+transport through the `FrameWriter` this protocol puts in the scope's ASGI extensions. The writer
+refuses (the peer then queues the message for the ASGI path) whenever a write could not go out as
+the ASGI path would send it: before the handshake, once a close was sent or received, with
+permessage-deflate, or while the transport is paused because the client is not reading.
 """
 
 from __future__ import annotations
@@ -15,9 +24,13 @@ from __future__ import annotations
 import contextlib
 import socket
 import struct
+from typing import Any
 
 from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import State
+
+FRAME_WRITER = "collab.frame_writer"  # the key in scope["extensions"]
 
 
 class PromptCloseProtocol(WebSocketsSansIOProtocol):
@@ -66,3 +79,32 @@ class PromptCloseProtocol(WebSocketsSansIOProtocol):
 
 
 _LINGER_NONE = struct.pack("ii", 1, 0)  # l_onoff, l_linger: close() resets at once
+
+
+class FrameWriter:
+    def __init__(self, protocol: RelayWebSocketProtocol) -> None:
+        self._protocol = protocol
+
+    def write(self, frame: bytes) -> bool:
+        """Write one complete frame now, if the connection takes it as the ASGI path would;
+        False (nothing written) if not."""
+        protocol = self._protocol
+        if (
+            not protocol.handshake_complete
+            or protocol.close_sent
+            or protocol.conn.state is not State.OPEN
+            or protocol.conn.extensions
+            or not protocol.writable.is_set()
+            or protocol.transport.is_closing()
+        ):
+            return False
+        protocol.transport.write(frame)
+        return True
+
+
+class RelayWebSocketProtocol(PromptCloseProtocol):
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)  # none when the handshake was refused
+        if scope is not None:
+            scope["extensions"][FRAME_WRITER] = FrameWriter(self)
