@@ -314,7 +314,10 @@ async def test_client_that_never_reads_again_is_disconnected_after_its_close() -
             for _ in range(3):  # fill the socket and the kernel's buffers
                 writer.text.insert(0, "x" * 2_000_000)
                 await witness.wait_until(lambda: len(witness.text) == len(writer.text))
-            for number in range(40):  # then overflow its queue, never reading
+            # Then overflow its queue, never reading: 240 kB, more than the transport's write
+            # buffer (64 KiB, filled first while the socket still takes frames) and the queue's
+            # 64 KiB together, however much of the big ones the client read before it stopped.
+            for number in range(80):
                 writer.text.insert(0, f"{number:<3000}")
                 await witness.wait_until(lambda: len(witness.text) == len(writer.text))
             await poll(closed_too_slow)
