@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pycrdt import Doc, Map, Text
+from pycrdt import Doc, Map, Text, merge_updates
 
 from bench.fuzz.corpus import LATER
 from collab_server.protocol.update import MAX_CLOCK, UpdateLimits, UpdateRefused, decode_update
-from collab_server.rooms.shape import DocumentShape
+from collab_server.rooms.shape import DocumentShape, _Waiting
 from tests.rawupdates import text_item, update, var_string, var_uint
 
 LIMITS = UpdateLimits()
@@ -176,3 +176,59 @@ def test_an_item_waiting_inside_an_emoji_refuses_only_the_update_that_places_it(
         shape.admit(decode_update(after, LIMITS))
     assert "surrogate pair" in str(refusal.value)
     assert shape.pending_items == 1  # nothing recorded
+
+
+def parked(waiting_for: int, parker: int, count: int) -> tuple[bytes, bytes]:
+    """(the update of client `waiting_for`'s `count` one-letter items, the update of `parker`'s
+    `count` items typed after each of them): sent alone, the second one's items all wait."""
+    absent: Doc[Any] = Doc(client_id=waiting_for)
+    for _ in range(count):
+        absent.get("codemirror", type=Text).insert(0, "b")
+    typist: Doc[Any] = Doc(client_id=parker)
+    typist.apply_update(absent.get_update())
+    before = typist.get_state()
+    for index in range(count):
+        typist.get("codemirror", type=Text).insert(2 * index + 1, "a")
+    return absent.get_update(), typist.get_update(before)
+
+
+def test_what_waits_is_not_gone_over_again_for_every_update() -> None:
+    """A client may park up to `max_pending` items that wait for ids nobody sent. Each later
+    update copied them (for a refusal to restore) and scanned them for shared types: 900 parked
+    items made every keystroke in the room cost 354 µs to check instead of 8."""
+    shape = DocumentShape(max_depth=128)
+    _, waits = parked(waiting_for=2, parker=1, count=100)
+    shape.admit(decode_update(waits, LIMITS))
+    assert shape.pending_items == 100
+    gone_over = 0
+    items = _Waiting.items
+
+    def counted(waiting: _Waiting) -> Any:
+        nonlocal gone_over
+        gone_over += 1
+        return items(waiting)
+
+    typist: Doc[Any] = Doc(client_id=3)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_Waiting, "items", counted)
+        for index in range(20):
+            before = typist.get_state()
+            typist.get("notes", type=Text).insert(index, "c")
+            shape.admit(decode_update(typist.get_update(before), LIMITS))
+    assert gone_over == 0
+    assert shape.pending_items == 100
+
+
+def test_a_refused_update_leaves_what_waits_as_it_was() -> None:
+    # The refused update brings what 50 parked items wait for (they are placed, then taken back)
+    # and parks 61 more (over the bound of 60): afterwards the 50 wait as before, and the ids
+    # they wait for still wake them.
+    shape = DocumentShape(max_depth=128, max_pending=60)
+    arrives, waits = parked(waiting_for=2, parker=1, count=50)
+    shape.admit(decode_update(waits, LIMITS))
+    _, too_many = parked(waiting_for=5, parker=4, count=61)
+    with pytest.raises(UpdateRefused, match="more than 60 items"):
+        shape.admit(decode_update(merge_updates(arrives, too_many), LIMITS))
+    assert shape.pending_items == 50
+    shape.admit(decode_update(arrives, LIMITS))
+    assert shape.pending_items == 0  # placed once what they wait for came

@@ -151,9 +151,11 @@ class _Ranges:
 
 class _Waiting:
     """Items waiting for ids that have not arrived (or whose parent is not known yet), by the
-    id each waits for: a range that arrives wakes only what waits inside it."""
+    id each waits for: a range that arrives wakes only what waits inside it. Each change returns
+    its undo for the admit's journal: copying what waits for every admit made each keystroke in
+    a room where 900 items were parked cost 354 µs instead of 8."""
 
-    __slots__ = ("_clocks", "_items", "_size")
+    __slots__ = ("_clocks", "_items", "_size", "types")
 
     def __init__(self) -> None:
         self._items: dict[ID, list[Struct]] = {}
@@ -162,6 +164,7 @@ class _Waiting:
         # whose items wait on another client's in reverse: 100,000 of them took 5.3 s, not 2.3).
         self._clocks: dict[int, SortedList[int]] = {}
         self._size = 0
+        self.types = 0  # shared types among them
 
     def __len__(self) -> int:
         return self._size
@@ -170,40 +173,65 @@ class _Waiting:
         for structs in self._items.values():
             yield from structs
 
-    def add(self, missing: ID, struct: Struct) -> None:
+    def add(self, missing: ID, struct: Struct) -> Undo:
         structs = self._items.get(missing)
+        first = structs is None
         if structs is None:
             structs = self._items[missing] = []
-            clocks = self._clocks.get(missing[0])
-            if clocks is None:
-                clocks = self._clocks[missing[0]] = SortedList()
-            clocks.add(missing[1])
+            self._clock_added(*missing)
         structs.append(struct)
-        self._size += 1
+        self._count(struct, 1)
 
-    def pop_range(self, client: int, start: int, end: int) -> list[Struct]:
+        def undo() -> None:
+            structs.pop()
+            self._count(struct, -1)
+            if first:
+                del self._items[missing]
+                self._clock_removed(*missing)
+
+        return undo
+
+    def pop_range(self, client: int, start: int, end: int) -> tuple[list[Struct], Undo]:
         """Take out the items waiting for ids of `client` in [start, end)."""
         clocks = self._clocks.get(client)
         if clocks is None:
-            return []
+            return [], _nothing
         first, last = clocks.bisect_left(start), clocks.bisect_left(end)
         if first == last:
-            return []
-        woken = []
-        for clock in clocks.islice(first, last):
-            woken += self._items.pop((client, clock))
+            return [], _nothing
+        taken = [(clock, self._items.pop((client, clock))) for clock in clocks.islice(first, last)]
         del clocks[first:last]
         if not clocks:
             del self._clocks[client]
-        self._size -= len(woken)
-        return woken
+        woken = [struct for _, structs in taken for struct in structs]
+        for struct in woken:
+            self._count(struct, -1)
 
-    def copy(self) -> _Waiting:
-        copied = _Waiting()
-        copied._items = {missing: list(structs) for missing, structs in self._items.items()}
-        copied._clocks = {client: clocks.copy() for client, clocks in self._clocks.items()}
-        copied._size = self._size
-        return copied
+        def undo() -> None:
+            for clock, structs in taken:
+                self._items[(client, clock)] = structs
+                self._clock_added(client, clock)
+            for struct in woken:
+                self._count(struct, 1)
+
+        return woken, undo
+
+    def _count(self, struct: Struct, step: int) -> None:
+        self._size += step
+        if struct.kind == TYPE:
+            self.types += step
+
+    def _clock_added(self, client: int, clock: int) -> None:
+        clocks = self._clocks.get(client)
+        if clocks is None:
+            clocks = self._clocks[client] = SortedList()
+        clocks.add(clock)
+
+    def _clock_removed(self, client: int, clock: int) -> None:
+        clocks = self._clocks[client]
+        clocks.remove(clock)
+        if not clocks:
+            del self._clocks[client]
 
 
 class DocumentShape:
@@ -241,7 +269,6 @@ class DocumentShape:
         surrogate pairs, shared types waiting for a parent and any number of waiting items pass,
         as they were accepted before these checks existed.
         """
-        waiting = self._waiting.copy()
         self._journal, self._placed_ranges, self._roots = [], [], set()
         self.placed = []
         self._strict = strict
@@ -262,7 +289,6 @@ class DocumentShape:
         except ProtocolError:
             for undo in reversed(self._journal):
                 undo()
-            self._waiting = waiting
             raise
         finally:
             self._journal = []
@@ -443,7 +469,7 @@ class DocumentShape:
         return self._waiting_index.get((client, clock))
 
     def _wait(self, missing: ID, struct: Struct) -> None:
-        self._waiting.add(missing, struct)
+        self._journal.append(self._waiting.add(missing, struct))
         if self._waiting_index is not None:  # built earlier in this admit: keep it whole
             self._waiting_index[(struct.client, struct.clock)] = struct
 
@@ -452,7 +478,9 @@ class DocumentShape:
         nothing moves. Only those: retrying every item waiting on a client whenever that client
         placed anything made a snapshot of interleaved typing quadratic (12,000 items, 36 s)."""
         while self._placed_ranges:
-            for struct in self._waiting.pop_range(*self._placed_ranges.pop()):
+            woken, undo = self._waiting.pop_range(*self._placed_ranges.pop())
+            self._journal.append(undo)
+            for struct in woken:
                 self._check_inserts_between_halves(struct)
                 missing, parent = self._resolve(struct)
                 if missing is not None:
@@ -464,7 +492,7 @@ class DocumentShape:
                 self._placed_ranges.append((struct.client, start, end))
 
     def _check_waiting(self) -> None:
-        if any(struct.kind == TYPE for struct in self._waiting.items()):
+        if self._waiting.types:
             raise refused("a shared type whose parent the server does not have", "pending")
         if self.pending_items > self.max_pending:
             raise refused(
