@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,6 +207,22 @@ def _matched(run: Run, scenarios: list[str]) -> list[str]:
     return lines
 
 
+def _steps_by_offer(run: Run, scenario: str) -> Iterator[tuple[int, dict[str, dict[str, Any]]]]:
+    """Each offered rate of `scenario`, in the run's order, with the steps that completed at it
+    by server."""
+    for offered in dict.fromkeys(s["offered"] for s in run.steps if s["scenario"] == scenario):
+        yield (
+            offered,
+            {
+                step["server"]: step
+                for step in run.steps
+                if step["scenario"] == scenario
+                and step["offered"] == offered
+                and "error" not in step
+            },
+        )
+
+
 def _cpu_by_step(run: Run, scenarios: list[str]) -> list[str]:
     """Every server's CPU per delivery at every step, and its ratio to the baseline's."""
     base = baseline(run)
@@ -217,14 +233,8 @@ def _cpu_by_step(run: Run, scenarios: list[str]) -> list[str]:
     lines = [header, "|" + "---|" * (3 + len(run.servers) + len(others))]
     for scenario in scenarios:
         rooms, clients = (int(part) for part in scenario.split("x"))
-        for offered in dict.fromkeys(s["offered"] for s in run.steps if s["scenario"] == scenario):
-            cpu = {
-                step["server"]: _cpu_per_delivery(step)
-                for step in run.steps
-                if step["scenario"] == scenario
-                and step["offered"] == offered
-                and "error" not in step
-            }
+        for offered, steps in _steps_by_offer(run, scenario):
+            cpu = {name: _cpu_per_delivery(step) for name, step in steps.items()}
             rate = offered / (rooms * clients * (clients - 1))
             cells = [f"{cpu[name]:.1f}" if cpu.get(name) else "-" for name in run.servers]
             cells += [_ratio(cpu.get(name), cpu.get(base or "")) for name in others]
@@ -239,14 +249,7 @@ def _kernel_by_step(run: Run, scenarios: list[str]) -> list[str]:
     header += "".join(f" {run.servers[name]} kernel µs | user µs |" for name in run.servers)
     lines = [header, "|" + "---|" * (2 + 2 * len(run.servers))]
     for scenario in scenarios:
-        for offered in dict.fromkeys(s["offered"] for s in run.steps if s["scenario"] == scenario):
-            steps = {
-                step["server"]: step
-                for step in run.steps
-                if step["scenario"] == scenario
-                and step["offered"] == offered
-                and "error" not in step
-            }
+        for offered, steps in _steps_by_offer(run, scenario):
             cells = []
             for name in run.servers:
                 step = steps.get(name)
