@@ -6,6 +6,10 @@ at start, 104 MiB after). With `PYTHONMALLOC=malloc`, the full collection and `m
 follow rooms' unloading (`rooms.memory`) return it to within 15 %. The allocator is chosen when
 the interpreter starts, so `serve` starts it again with the variable set, before importing
 anything heavy; a `PYTHONMALLOC` already set (`pymalloc` keeps CPython's) is left as it is.
+
+Only the server's own interpreter needs it: the restarted process takes the variable out of its
+environment again, so the completion workers it spawns run on pymalloc, where jedi's warm-up
+(millions of small objects) took 0.37 s instead of 0.50 s.
 """
 
 from __future__ import annotations
@@ -14,11 +18,16 @@ import os
 import sys
 from collections.abc import Mapping
 
+RESTARTED = "COLLAB_RESTARTED_WITH_SYSTEM_ALLOCATOR"  # set for the restarted process alone
+
 
 def main() -> None:
     if _should_restart_with_system_allocator(sys.argv[1:2], os.environ):
         os.environ["PYTHONMALLOC"] = "malloc"
+        os.environ[RESTARTED] = "1"
         os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+    if os.environ.pop(RESTARTED, None) is not None:
+        del os.environ["PYTHONMALLOC"]  # chosen already; the processes we spawn keep pymalloc
     from collab_server.cli import main as run_command
 
     run_command()

@@ -26,6 +26,29 @@ async def test_serve_starts_again_in_place_with_the_system_allocator(
         assert _environment_of(server.process.pid)["PYTHONMALLOC"] == "malloc"
 
 
+@pytest.mark.anyio
+async def test_the_completion_workers_keep_pythons_own_allocator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only the server needs the system allocator; jedi's warm-up is faster on pymalloc."""
+    monkeypatch.delenv("PYTHONMALLOC", raising=False)
+    env = {"COLLAB_STORE_URL": "memory://", "COLLAB_COMPLETION_WORKERS": "2"}
+    async with server_process(env) as server:
+        workers = [pid for pid in _children_of(server.process.pid) if _is_pool_worker(pid)]
+        assert len(workers) == 2
+        for pid in workers:
+            assert "PYTHONMALLOC" not in _environment_of(pid)
+
+
+def _children_of(pid: int) -> list[int]:
+    tasks = Path(f"/proc/{pid}/task").iterdir()
+    return [int(child) for task in tasks for child in (task / "children").read_text().split()]
+
+
+def _is_pool_worker(pid: int) -> bool:
+    return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
 def test_only_serve_without_a_chosen_allocator_starts_again() -> None:
     assert _should_restart_with_system_allocator(["serve"], {})
     assert not _should_restart_with_system_allocator(["serve"], {"PYTHONMALLOC": "pymalloc"})
