@@ -27,7 +27,7 @@ def main() -> None:
         os.environ[RESTARTED] = "1"
         os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
     if os.environ.pop(RESTARTED, None) is not None:
-        del os.environ["PYTHONMALLOC"]  # chosen already; the processes we spawn keep pymalloc
+        os.environ.pop("PYTHONMALLOC", None)  # chosen already; what we spawn keeps pymalloc
     from collab_server.cli import main as run_command
 
     run_command()
