@@ -29,6 +29,7 @@ from collab_server.rooms.room import Room
 from collab_server.rooms.snapshot import compact, log_parts, replay
 from collab_server.settings import Settings
 from persistence.memory import MemoryStore
+from tests.rawupdates import empty_client_block, text_item
 
 pytestmark = pytest.mark.anyio
 
@@ -239,6 +240,15 @@ def test_a_stored_log_built_in_one_transaction_is_the_log_applied_one_by_one(see
     assert picture(built) == picture(one_by_one)
     assert snapshot._fingerprint(built) == snapshot._fingerprint(one_by_one)
     assert built.get_update() == one_by_one.get_update()
+
+
+def test_a_stored_log_yrs_panics_on_is_reported_not_raised_from_its_one_transaction() -> None:
+    # The panic happens inside the transaction that holds the whole log: what leaves it is the
+    # report the registry quarantines the room for, not yrs's PanicException (a BaseException).
+    parts = [text_item(1, "ok"), empty_client_block(1, 10), text_item(2, "never")]
+    with pytest.raises(snapshot.LogUnreplayable) as raised:
+        snapshot.build_stored(parts)
+    assert raised.value.index == 1
 
 
 async def test_rooms_that_fill_their_logs_together_are_compacted_one_after_another(
