@@ -25,20 +25,12 @@ from typing import cast
 import uvloop
 from websockets.speedups import apply_mask
 
+from collab_server.protocol.frames import binary_frame
+
 ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OPCODE_CLOSE, OPCODE_BINARY, OPCODE_PING = 0x8, 0x2, 0x9
+PONG_FINAL = 0x8A  # FIN, opcode 10
 SYNC_STEP_1, SYNC_STEP_2 = bytes((0, 0)), bytes((0, 1))
-
-
-def binary_frame(payload: bytes, opcode: int = OPCODE_BINARY) -> bytes:
-    size = len(payload)
-    if size < 126:
-        return bytes((0x80 | opcode, size)) + payload
-    if size < 1 << 16:
-        return bytes((0x80 | opcode, 126)) + size.to_bytes(2, "big") + payload
-    return bytes((0x80 | opcode, 127)) + size.to_bytes(8, "big") + payload
-
-
 EMPTY_SYNC_STEP_2 = binary_frame(SYNC_STEP_2 + bytes((2, 0, 0)))  # an empty update
 
 
@@ -105,7 +97,7 @@ class Relay(asyncio.Protocol):
                 self.transport.close()
                 break
             if opcode == OPCODE_PING:
-                self.transport.write(binary_frame(payload, 0xA))
+                self.transport.write(bytes((PONG_FINAL, len(payload))) + payload)  # <= 125 B
             elif opcode != OPCODE_BINARY or payload[:2] == SYNC_STEP_2:
                 continue
             elif payload[:2] == SYNC_STEP_1:
