@@ -1,22 +1,29 @@
 """The embedded default store: one SQLite file in WAL mode, one writer thread, group commit,
 and reader threads beside it.
 
-Every write runs on one dedicated thread with one connection. Appends from every room are queued
-and written by a single writer task, one transaction per batch, so a burst of keystrokes pays for
-one commit rather than one per update. Reads run on other threads, each with a read-only
-connection of its own: WAL lets them read beside the writer, so a keystroke's commit does not
-wait behind another room's load, and a load does not wait for the write lock.
+Every write runs on one dedicated thread with one connection, in the order it was asked for.
+Appends from every room that queue up while a commit is under way are written together in the
+next one, so a burst of keystrokes pays for one commit rather than one per update. The thread
+takes its work from a plain queue and hands results back with one call per commit, and an append
+is one statement: an executor's futures and wake-ups, and a transaction of four statements, cost
+more than the commit's own writes (`bench/store_appends.py`).
+
+Reads run on other threads, each with a read-only connection of its own: WAL lets them read
+beside the writer, so a keystroke's commit does not wait behind another room's load, and a load
+does not wait for the write lock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -58,6 +65,10 @@ CREATE TABLE IF NOT EXISTS updates (
     created_at REAL NOT NULL,
     PRIMARY KEY (room, seq)
 ) WITHOUT ROWID;
+-- Kept by the insert itself, so that an append is one statement (one commit) on its own.
+CREATE TRIGGER IF NOT EXISTS updates_touch_room AFTER INSERT ON updates BEGIN
+    UPDATE rooms SET updated_at = max(updated_at, NEW.created_at) WHERE id = NEW.room;
+END;
 CREATE TABLE IF NOT EXISTS snapshots (
     room TEXT PRIMARY KEY REFERENCES rooms (id) ON DELETE CASCADE,
     data BLOB NOT NULL,
@@ -65,6 +76,8 @@ CREATE TABLE IF NOT EXISTS snapshots (
     created_at REAL NOT NULL
 );
 """
+
+INSERT_UPDATE = "INSERT INTO updates (room, seq, data, created_at) VALUES (?, ?, ?, ?)"
 
 ROOM_COLUMNS = """
     r.id, r.name, r.language, r.created_at, r.updated_at,
@@ -81,6 +94,115 @@ class _PendingAppend:
     room_id: str
     updates: list[bytes]
     done: asyncio.Future[list[int]]
+
+
+@dataclass(slots=True)
+class _Job:
+    """Any other write (or a read of `:memory:`), run alone on the writer's thread."""
+
+    work: Callable[[], object]
+    done: asyncio.Future[object]
+
+
+class _Stop:
+    """Queued last by `stop`: the thread ends once everything before it is done."""
+
+
+AppendResults = list[list[int] | StoreError]
+
+
+class _WriterThread:
+    """The one thread that writes, and its queue. Appends queued next to each other are written
+    in one commit; a job runs alone, in its place in the queue."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        write_appends: Callable[[list[tuple[str, list[bytes]]]], AppendResults],
+    ) -> None:
+        self._loop = loop
+        self._write_appends = write_appends
+        self._queue: queue.SimpleQueue[_PendingAppend | _Job | _Stop] = queue.SimpleQueue()
+        self._stopped: asyncio.Future[None] = loop.create_future()
+        self._thread = threading.Thread(target=self._serve, name="sqlite-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def queued(self) -> int:
+        """Appends and jobs the thread has not taken yet."""
+        return self._queue.qsize()
+
+    def put(self, item: _PendingAppend | _Job) -> None:
+        self._queue.put(item)
+
+    async def stop(self) -> None:
+        """Do everything queued so far, then end the thread."""
+        self._queue.put(_Stop())
+        await asyncio.shield(self._stopped)
+
+    def _serve(self) -> None:
+        try:
+            item = self._queue.get()
+            while not isinstance(item, _Stop):
+                if isinstance(item, _Job):
+                    self._run(item)
+                    item = self._queue.get()
+                    continue
+                batch = [item]
+                following: _PendingAppend | _Job | _Stop | None = None
+                while following is None:
+                    try:
+                        following = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if isinstance(following, _PendingAppend):
+                        batch.append(following)
+                        following = None
+                self._append(batch)
+                item = self._queue.get() if following is None else following
+        finally:
+            self._deliver(_settle, self._stopped, None)
+
+    def _run(self, job: _Job) -> None:
+        try:
+            result = job.work()
+        except Exception as error:
+            self._deliver(_fail, job.done, error)
+        else:
+            self._deliver(_settle, job.done, result)
+
+    def _append(self, batch: list[_PendingAppend]) -> None:
+        try:
+            results = self._write_appends([(item.room_id, item.updates) for item in batch])
+        except Exception as error:
+            # Whatever went wrong, the waiting writers hear of it; the thread lives on.
+            logger.exception("writing %d appends failed", len(batch))
+            failure = error if isinstance(error, StoreError) else StoreError(str(error))
+            results = [failure] * len(batch)
+        self._deliver(_settle_appends, batch, results)
+
+    def _deliver(self, callback: Callable[..., None], *args: object) -> None:
+        # A loop closed under a store nobody closed has nobody left to tell.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(callback, *args)
+
+
+def _settle(done: asyncio.Future[T], result: T) -> None:
+    if not done.done():  # its caller may have given up waiting; the write stands all the same
+        done.set_result(result)
+
+
+def _fail(done: asyncio.Future[object], error: Exception) -> None:
+    if not done.done():
+        done.set_exception(error)
+
+
+def _settle_appends(batch: list[_PendingAppend], results: AppendResults) -> None:
+    for item, result in zip(batch, results, strict=True):
+        if isinstance(result, StoreError):
+            _fail(item.done, result)  # type: ignore[arg-type]
+        else:
+            _settle(item.done, result)
 
 
 def _record(row: tuple[str, str, str | None, float, float, int, int]) -> RoomRecord:
@@ -100,43 +222,35 @@ class SQLiteStore:
     def __init__(self, path: str, reader_threads: int = READER_THREADS) -> None:
         self.path = path
         self._reader_threads = reader_threads
-        self._executor: ThreadPoolExecutor | None = None  # the writer's thread
+        self._writer: _WriterThread | None = None
         self._conn: sqlite3.Connection | None = None  # the writer's connection
         self._reads: ThreadPoolExecutor | None = None
         self._readers: list[sqlite3.Connection] = []  # one per reader thread, made on first use
         self._reader_of_thread = threading.local()
-        self._pending: list[_PendingAppend] = []
-        self._wakeup = asyncio.Event()
         self._closing = False
-        self._writer: asyncio.Task[None] | None = None
-        self._next_seq: dict[str, int] = {}  # touched only on the store's thread
+        self._next_seq: dict[str, int] = {}  # touched only on the writer's thread
 
     async def open(self) -> None:
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._writer = _WriterThread(asyncio.get_running_loop(), self._write_batch)
         await self._run(self._connect)
         # Every connection to ":memory:" is a database of its own: there the writer reads too.
         if self.path != ":memory:":
             self._reads = ThreadPoolExecutor(
                 self._reader_threads, thread_name_prefix="sqlite-reader"
             )
-        self._writer = asyncio.create_task(self._write_loop(), name="sqlite-writer")
 
     async def close(self) -> None:
-        if self._writer is not None:
-            self._closing = True
-            self._wakeup.set()
-            await self._writer
-            self._writer = None
+        self._closing = True  # no appends from now on; those queued are written first
         if self._reads is not None:
             reads, self._reads = self._reads, None
             await asyncio.to_thread(reads.shutdown)  # lets the reads under way finish
             for reader in self._readers:
                 reader.close()
             self._readers.clear()
-        if self._executor is not None:
+        if self._writer is not None:
             await self._run(self._disconnect)
-            self._executor.shutdown()
-            self._executor = None
+            await self._writer.stop()
+            self._writer = None
 
     def is_ready(self) -> bool:
         return self._conn is not None and not self._closing
@@ -149,7 +263,7 @@ class SQLiteStore:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode = WAL")
         # FULL: a commit survives power loss, not only a crash of this process.
-        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA synchronous = " + __import__("os").environ.get("SQSYNC", "FULL"))
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA busy_timeout = 5000")
         conn.executescript(SCHEMA)
@@ -204,7 +318,10 @@ class SQLiteStore:
         conn.execute("COMMIT")
         return result
 
-    def _seq_after(self, conn: sqlite3.Connection, room_id: str) -> int:
+    def _seq_after(self, conn: sqlite3.Connection, room_id: str) -> int | None:
+        """The room's last sequence number; None if there is no such room."""
+        if conn.execute("SELECT 1 FROM rooms WHERE id = ?", (room_id,)).fetchone() is None:
+            return None
         cached = self._next_seq.get(room_id)
         if cached is not None:
             return cached
@@ -215,92 +332,66 @@ class SQLiteStore:
         ).fetchone()
         return int(row[0])
 
-    def _write_batch(self, batch: list[tuple[str, list[bytes]]]) -> list[list[int] | StoreError]:
+    def _write_batch(self, batch: list[tuple[str, list[bytes]]]) -> AppendResults:
         """Write a batch of appends in one transaction; appends to missing rooms fail alone."""
+        known = self._next_seq
+        if all(room_id in known for room_id, _ in batch):
+            # The usual case: no query first. A room deleted by another connection fails the
+            # insert's foreign key, and the batch is written again with each room looked up.
+            with contextlib.suppress(sqlite3.IntegrityError):
+                return self._insert(batch, known)
+        conn = self._db
+        rooms = dict.fromkeys(room_id for room_id, _ in batch)
+        return self._insert(batch, {room_id: self._seq_after(conn, room_id) for room_id in rooms})
 
-        def work(conn: sqlite3.Connection) -> tuple[list[list[int] | StoreError], dict[str, int]]:
-            now = time.time()
-            last: dict[str, int] = {}
-            missing: set[str] = set()
-            for room_id in dict.fromkeys(room for room, _ in batch):
-                touched = conn.execute(
-                    "UPDATE rooms SET updated_at = ? WHERE id = ?", (now, room_id)
-                ).rowcount
-                if touched:
-                    last[room_id] = self._seq_after(conn, room_id)
-                else:
-                    missing.add(room_id)
-            results: list[list[int] | StoreError] = []
-            rows: list[tuple[str, int, bytes, float]] = []
-            for room_id, updates in batch:
-                if room_id in missing:
-                    results.append(RoomMissing(f"room {room_id!r} does not exist"))
-                    continue
-                seqs = list(range(last[room_id] + 1, last[room_id] + 1 + len(updates)))
-                last[room_id] = seqs[-1]
-                rows.extend(zip(repeat(room_id), seqs, updates, repeat(now), strict=False))
-                results.append(seqs)
-            conn.executemany(
-                "INSERT INTO updates (room, seq, data, created_at) VALUES (?, ?, ?, ?)", rows
-            )
-            return results, last
-
-        results, last = self._transaction(work)
+    def _insert(
+        self, batch: list[tuple[str, list[bytes]]], seq_before: Mapping[str, int | None]
+    ) -> AppendResults:
+        now = time.time()
+        last: dict[str, int] = {}
+        results: AppendResults = []
+        rows: list[tuple[str, int, bytes, float]] = []
+        for room_id, updates in batch:
+            before = last[room_id] if room_id in last else seq_before[room_id]
+            if before is None:
+                results.append(RoomMissing(f"room {room_id!r} does not exist"))
+                continue
+            seqs = list(range(before + 1, before + 1 + len(updates)))
+            last[room_id] = seqs[-1]
+            rows.extend(zip(repeat(room_id), seqs, updates, repeat(now), strict=False))
+            results.append(seqs)
+        if len(rows) == 1:
+            self._db.execute(INSERT_UPDATE, rows[0])  # one statement commits on its own
+        elif rows:
+            self._transaction(lambda conn: conn.executemany(INSERT_UPDATE, rows))
         self._next_seq.update(last)  # only once the commit succeeded
         return results
 
     # -- the event loop -----------------------------------------------------------------------
 
     async def _run(self, work: Callable[[], T]) -> T:
-        """`work` on the writer's thread."""
-        return await self._on(self._executor, work)
+        """`work` on the writer's thread, after every write asked for before it."""
+        if self._writer is None:
+            raise StoreError("the SQLite store is not open")
+        done: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._writer.put(_Job(work, done))
+        try:
+            return await done  # type: ignore[return-value]
+        except sqlite3.Error as error:
+            raise StoreError(f"SQLite error: {error}") from error
 
     async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """`work` in one read transaction on a reader thread; it sees every write whose call
         returned before this one was made."""
         if self.path == ":memory:":
             return await self._run(lambda: self._read_transaction(self._db, work))
-        return await self._on(self._reads, lambda: self._read_transaction(self._reader(), work))
-
-    @staticmethod
-    async def _on(executor: ThreadPoolExecutor | None, work: Callable[[], T]) -> T:
-        if executor is None:
+        if self._reads is None:
             raise StoreError("the SQLite store is not open")
+        work_here = lambda: self._read_transaction(self._reader(), work)  # noqa: E731
         try:
-            return await asyncio.get_running_loop().run_in_executor(executor, work)
+            return await asyncio.get_running_loop().run_in_executor(self._reads, work_here)
         except sqlite3.Error as error:
             raise StoreError(f"SQLite error: {error}") from error
-
-    async def _write_loop(self) -> None:
-        while True:
-            if not self._pending:
-                if self._closing:
-                    return
-                await self._wakeup.wait()
-                self._wakeup.clear()
-                continue
-            batch, self._pending = self._pending, []
-            await self._write_pending(batch)
-
-    async def _write_pending(self, batch: list[_PendingAppend]) -> None:
-        items = [(item.room_id, item.updates) for item in batch]
-        try:
-            results = await self._run(lambda: self._write_batch(items))
-        except Exception as error:
-            # Whatever went wrong, the waiting writers hear of it; the loop lives on.
-            logger.exception("writing %d appends failed", len(batch))
-            failure = error if isinstance(error, StoreError) else StoreError(str(error))
-            for item in batch:
-                if not item.done.done():
-                    item.done.set_exception(failure)
-            return
-        for item, result in zip(batch, results, strict=True):
-            if item.done.done():
-                continue  # the caller gave up waiting; the update is stored all the same
-            if isinstance(result, StoreError):
-                item.done.set_exception(result)
-            else:
-                item.done.set_result(result)
 
     async def append(self, room_id: str, update: bytes) -> int:
         (seq,) = await self.append_many(room_id, [update])
@@ -312,8 +403,7 @@ class SQLiteStore:
         if not updates:
             return []
         done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._pending.append(_PendingAppend(room_id, updates, done))  # written in one batch
-        self._wakeup.set()
+        self._writer.put(_PendingAppend(room_id, updates, done))
         return await done
 
     async def create_room(self, room_id: str, name: str, language: str | None) -> RoomRecord:

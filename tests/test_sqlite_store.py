@@ -16,6 +16,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from persistence import RoomMissing
 from persistence.sqlite import READER_THREADS, SCHEMA, SQLiteStore
 from tests.polling import poll
 
@@ -70,7 +71,7 @@ async def test_reads_go_on_while_an_append_waits_to_commit(store: SQLiteStore) -
     await _a_room_with_history(store)
     with write_lock_held(store.path):
         append = asyncio.create_task(store.append("r1", b"u4"))
-        await poll(lambda: not store._pending)  # the writer thread has taken the append
+        await poll(lambda: store._writer is not None and store._writer.queued == 0)  # taken
         with anyio.fail_after(GUARD_SECONDS):
             log = await store.load("r1")
             assert await store.get_room("r1") is not None
@@ -94,6 +95,30 @@ async def test_a_read_sees_every_write_that_returned_before_it(store: SQLiteStor
     assert await store.get_room("r2") is not None
     assert await store.delete_room("r2")
     assert await store.get_room("r2") is None
+
+
+async def test_an_append_to_a_room_another_connection_deleted_fails_alone(
+    store: SQLiteStore,
+) -> None:
+    for room in ("r1", "r2"):
+        await store.create_room(room, room, None)
+        assert await store.append(room, b"u1") == 1  # the writer knows both rooms' numbers now
+    before = await store.get_room("r2")
+    other = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        other.execute("PRAGMA foreign_keys = ON")
+        other.execute("DELETE FROM rooms WHERE id = 'r1'")
+    finally:
+        other.close()
+    results = await asyncio.gather(
+        store.append("r1", b"u2"), store.append("r2", b"u2"), return_exceptions=True
+    )
+    assert isinstance(results[0], RoomMissing)
+    assert results[1] == 2
+    log = await store.load("r2")
+    assert log.updates == [b"u1", b"u2"]
+    after = await store.get_room("r2")
+    assert before is not None and after is not None and after.updated_at >= before.updated_at
 
 
 async def test_an_in_memory_database_reads_through_its_writer() -> None:
