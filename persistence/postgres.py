@@ -252,6 +252,9 @@ class PostgresStore:
 
     async def append_many(self, room_id: str, updates: list[bytes]) -> list[int]:
         writer = self._require_writer()
+        if len(updates) == 1:  # one keystroke: no gathering
+            waiter = writer.append(room_id, updates[0])
+            return [BUFFERED if waiter is None else await waiter]
         # Queued together, so the writer commits them in one batch; None means BUFFERED.
         waiters = [writer.append(room_id, update) for update in updates]
         pending = [waiter for waiter in waiters if waiter is not None]

@@ -60,8 +60,7 @@ BACKOFF_MAX = 2.0
 # read sees the latest committed last_seq. Rows whose room does not exist get no number.
 _APPEND = """
 WITH batch AS (
-    SELECT * FROM unnest($1::text[], $2::bytea[], $3::timestamptz[])
-        WITH ORDINALITY AS b (room, data, accepted_at, ord)
+    {batch}
 ), locked AS (
     SELECT r.id, r.last_seq FROM rooms r
     WHERE r.id IN (SELECT room FROM batch)
@@ -89,6 +88,15 @@ WITH batch AS (
 )
 SELECT ord, seq FROM numbered
 """
+_APPEND_MANY = _APPEND.format(
+    batch="SELECT * FROM unnest($1::text[], $2::bytea[], $3::timestamptz[])"
+    " WITH ORDINALITY AS b (room, data, accepted_at, ord)"
+)
+# A batch of one (most of them, at the rates people type): no arrays for asyncpg to encode.
+_APPEND_ONE = _APPEND.format(
+    batch="SELECT $1::text AS room, $2::bytea AS data, $3::timestamptz AS accepted_at,"
+    " 1::bigint AS ord"
+)
 
 
 async def write_batch(
@@ -97,12 +105,15 @@ async def write_batch(
 ) -> list[int | RoomMissing]:
     """Append `(room, update, accepted_at)` rows in one transaction; return each one's sequence
     number, or `RoomMissing` for those whose room does not exist (the others are written)."""
-    rows = await conn.fetch(
-        _APPEND,
-        [room for room, _, _ in batch],
-        [update for _, update, _ in batch],
-        [accepted_at for _, _, accepted_at in batch],
-    )
+    if len(batch) == 1:
+        rows = await conn.fetch(_APPEND_ONE, *batch[0])
+    else:
+        rows = await conn.fetch(
+            _APPEND_MANY,
+            [room for room, _, _ in batch],
+            [update for _, update, _ in batch],
+            [accepted_at for _, _, accepted_at in batch],
+        )
     seqs: dict[int, int] = {row["ord"]: row["seq"] for row in rows}
     return [
         seqs[ord_] if ord_ in seqs else RoomMissing(f"room {room!r} does not exist")
@@ -139,6 +150,11 @@ class LogWriter:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._losses = 0  # connections lost since the last batch written
+        # One timer per IDLE_PING_SECONDS, not one per wait: at typing rates the writer waits
+        # after nearly every batch, and a timeout made and cancelled each time costs more CPU
+        # than the rest of the append's Python (bench/store_appends.py).
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._ping_wanted = False
 
     @property
     def connected(self) -> bool:
@@ -240,31 +256,44 @@ class LogWriter:
         self._wakeup.set()  # the loop notices the closed connection at once, even when idle
 
     async def _run(self) -> None:
-        while True:
-            if self._conn is not None and self._conn.is_closed():
-                self._lose_connection("closed by the server")
-            if self._conn is None:
-                if self._closing and not self._queue:
+        try:
+            while True:
+                if self._conn is not None and self._conn.is_closed():
+                    self._lose_connection("closed by the server")
+                if self._conn is None:
+                    if self._closing and not self._queue:
+                        return
+                    await self._reconnect()
+                elif self._queue:
+                    await self._write_next_batch(self._conn)
+                elif self._closing:
                     return
-                await self._reconnect()
-            elif self._queue:
-                await self._write_next_batch(self._conn)
-            elif self._closing:
-                return
-            else:
-                await self._idle(self._conn)
+                else:
+                    await self._idle(self._conn)
+        finally:
+            if self._ping_timer is not None:
+                self._ping_timer.cancel()
 
     async def _idle(self, conn: asyncpg.Connection[asyncpg.Record]) -> None:
-        try:
-            async with asyncio.timeout(IDLE_PING_SECONDS):
-                await self._wakeup.wait()
-        except TimeoutError:
-            try:
-                await conn.execute("SELECT 1", timeout=IDLE_PING_SECONDS)
-            except TRANSIENT_ERRORS as error:
-                self._lose_connection(error)
-        else:
-            self._wakeup.clear()
+        """Wait for appends; a writer found waiting when its ping timer fires checks its
+        connection."""
+        if self._ping_timer is None:
+            loop = asyncio.get_running_loop()
+            self._ping_timer = loop.call_later(IDLE_PING_SECONDS, self._ping_due)
+        await self._wakeup.wait()
+        self._wakeup.clear()
+        if self._ping_wanted:
+            self._ping_wanted = False
+            self._ping_timer = None
+            if not self._queue and not self._closing:
+                try:
+                    await conn.execute("SELECT 1", timeout=IDLE_PING_SECONDS)
+                except TRANSIENT_ERRORS as error:
+                    self._lose_connection(error)
+
+    def _ping_due(self) -> None:
+        self._ping_wanted = True
+        self._wakeup.set()
 
     async def _write_next_batch(self, conn: asyncpg.Connection[asyncpg.Record]) -> None:
         batch: list[_Append] = []

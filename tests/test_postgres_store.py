@@ -17,7 +17,7 @@ import pytest
 from pycrdt import Text
 
 from collab_server.rooms import snapshot
-from persistence import BUFFERED, StoreUnavailable
+from persistence import BUFFERED, StoreUnavailable, postgres_writer
 from persistence.postgres import PostgresStore
 from persistence.schema import migrations
 from tests import postgres
@@ -179,3 +179,33 @@ async def test_appends_in_flight_when_the_connection_drops_are_written_later(url
         for writer in range(20):
             mine = [u for u in dict.fromkeys(log.updates) if u.startswith(f"{writer}:".encode())]
             assert mine == [f"{writer}:{i}".encode() for i in range(60)]
+
+
+async def test_an_idle_writer_checks_its_connection_after_every_stretch_of_work(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a ping interval has passed with the writer waiting, its connection has run a ping,
+    after the first append as after later ones."""
+    monkeypatch.setattr(postgres_writer, "IDLE_PING_SECONDS", 0.2)
+    observer = await asyncpg.connect(url)
+    try:
+        async with postgres.opened_store(url) as store:
+            await store.create_room("r", "r", None)
+            for round_ in range(3):
+                await store.append("r", f"u{round_}".encode())
+                writer_pid = await observer.fetchval(
+                    "SELECT pid FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    " AND query LIKE '%WITH batch AS%'"
+                )
+                assert writer_pid is not None
+
+                async def pinged(pid: int = writer_pid) -> bool:
+                    query = await observer.fetchval(
+                        "SELECT query FROM pg_stat_activity WHERE pid = $1", pid
+                    )
+                    return bool(query == "SELECT 1")
+
+                await poll(pinged, seconds=5)
+    finally:
+        await observer.close()
