@@ -241,6 +241,30 @@ def better(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
 ATTEMPT_KEYS = ("p50_ms", "p99_ms", "delivered_per_s", "server_cpu", "machine_cpu", "error")
 
 
+def busy_cores(seconds: float = 1.0) -> float:
+    """Cores the whole machine kept busy over the next `seconds` (from /proc/stat)."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(value) for value in Path("/proc/stat").read_text().split()[1:9]]
+        idle = fields[3] + fields[4]  # idle, iowait
+        return sum(fields) - idle, sum(fields)
+
+    busy_before, total_before = sample()
+    time.sleep(seconds)
+    busy_after, total_after = sample()
+    cores = os.cpu_count() or 1
+    return cores * (busy_after - busy_before) / max(1, total_after - total_before)
+
+
+def wait_until_quiet(limit: float = 0.3, longest: float = 90.0) -> float:
+    """Wait for the servers' start-up work (imports, completion warm-ups: 1.5 cores for several
+    seconds with six of ours) to end before the first step; the busy cores at the end."""
+    deadline = time.monotonic() + longest
+    while (busy := busy_cores()) > limit and time.monotonic() < deadline:
+        pass
+    return busy
+
+
 def machine_load() -> dict[str, Any]:
     top = subprocess.run(
         ["top", "-b", "-n", "1", "-w", "120"], capture_output=True, text=True, check=False
@@ -357,6 +381,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         servers = make_servers(names, Path(scratch), args.pin, args.baseline, postgres_url)
         for server in servers:
             stack.enter_context(running(server, Path(scratch)))
+        print(f"servers up; machine quiet at {wait_until_quiet():.2f} busy cores", flush=True)
         run.servers = {server.name: server.label for server in servers}
         for scenario in scenarios:
             stopped: set[str] = set()
