@@ -263,7 +263,7 @@ class SQLiteStore:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode = WAL")
         # FULL: a commit survives power loss, not only a crash of this process.
-        conn.execute("PRAGMA synchronous = " + __import__("os").environ.get("SQSYNC", "FULL"))
+        conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA busy_timeout = 5000")
         conn.executescript(SCHEMA)

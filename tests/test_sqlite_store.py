@@ -121,6 +121,19 @@ async def test_an_append_to_a_room_another_connection_deleted_fails_alone(
     assert before is not None and after is not None and after.updated_at >= before.updated_at
 
 
+async def test_the_writer_commits_durably(store: SQLiteStore) -> None:
+    """`synchronous = FULL`: in WAL mode, NORMAL would leave a commit to the next checkpoint's
+    fsync, and a power cut could take back what other clients had already seen."""
+
+    def writer_settings() -> tuple[int, str]:
+        conn = store._db
+        return conn.execute("PRAGMA synchronous").fetchone()[0], conn.execute(
+            "PRAGMA journal_mode"
+        ).fetchone()[0]
+
+    assert await store._run(writer_settings) == (2, "wal")
+
+
 async def test_an_in_memory_database_reads_through_its_writer() -> None:
     # Every connection to ":memory:" opens a database of its own.
     store = SQLiteStore(":memory:")
