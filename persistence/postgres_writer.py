@@ -151,8 +151,8 @@ class LogWriter:
         self._task: asyncio.Task[None] | None = None
         self._losses = 0  # connections lost since the last batch written
         # One timer per IDLE_PING_SECONDS, not one per wait: at typing rates the writer waits
-        # after nearly every batch, and a timeout made and cancelled each time costs more CPU
-        # than the rest of the append's Python (bench/store_appends.py).
+        # after nearly every batch, and a timeout made and cancelled each time was about a
+        # fifth of an append's Python in a profile (bench/store_appends.py).
         self._ping_timer: asyncio.TimerHandle | None = None
         self._ping_wanted = False
 
@@ -273,6 +273,7 @@ class LogWriter:
         finally:
             if self._ping_timer is not None:
                 self._ping_timer.cancel()
+                self._ping_timer = None
 
     async def _idle(self, conn: asyncpg.Connection[asyncpg.Record]) -> None:
         """Wait for appends; a writer found waiting when its ping timer fires checks its
