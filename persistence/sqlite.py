@@ -23,13 +23,13 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import repeat
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 from persistence import sqlite_authorship as authorship
 from persistence import sqlite_versions as versions
@@ -97,11 +97,11 @@ class _PendingAppend:
 
 
 @dataclass(slots=True)
-class _Job:
+class _Job(Generic[T]):
     """Any other write (or a read of `:memory:`), run alone on the writer's thread."""
 
-    work: Callable[[], object]
-    done: asyncio.Future[object]
+    work: Callable[[], T]
+    done: asyncio.Future[T]
 
 
 class _Stop:
@@ -122,7 +122,7 @@ class _WriterThread:
     ) -> None:
         self._loop = loop
         self._write_appends = write_appends
-        self._queue: queue.SimpleQueue[_PendingAppend | _Job | _Stop] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_PendingAppend | _Job[Any] | _Stop] = queue.SimpleQueue()
         self._stopped: asyncio.Future[None] = loop.create_future()
         self._thread = threading.Thread(target=self._serve, name="sqlite-writer", daemon=True)
         self._thread.start()
@@ -132,7 +132,7 @@ class _WriterThread:
         """Appends and jobs the thread has not taken yet."""
         return self._queue.qsize()
 
-    def put(self, item: _PendingAppend | _Job) -> None:
+    def put(self, item: _PendingAppend | _Job[Any]) -> None:
         self._queue.put(item)
 
     async def stop(self) -> None:
@@ -145,25 +145,31 @@ class _WriterThread:
             item = self._queue.get()
             while not isinstance(item, _Stop):
                 if isinstance(item, _Job):
-                    self._run(item)
+                    self._run_job(item)
                     item = self._queue.get()
-                    continue
-                batch = [item]
-                following: _PendingAppend | _Job | _Stop | None = None
-                while following is None:
-                    try:
-                        following = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if isinstance(following, _PendingAppend):
-                        batch.append(following)
-                        following = None
-                self._append(batch)
-                item = self._queue.get() if following is None else following
+                else:
+                    batch, following = self._appends_from(item)
+                    self._append(batch)
+                    item = self._queue.get() if following is None else following
         finally:
             self._deliver(_settle, self._stopped, None)
 
-    def _run(self, job: _Job) -> None:
+    def _appends_from(
+        self, first: _PendingAppend
+    ) -> tuple[list[_PendingAppend], _Job[Any] | _Stop | None]:
+        """`first` and the appends queued right behind it; and the item after them, if the
+        queue held one."""
+        batch = [first]
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, None
+            if not isinstance(item, _PendingAppend):
+                return batch, item
+            batch.append(item)
+
+    def _run_job(self, job: _Job[Any]) -> None:
         try:
             result = job.work()
         except Exception as error:
@@ -192,7 +198,7 @@ def _settle(done: asyncio.Future[T], result: T) -> None:
         done.set_result(result)
 
 
-def _fail(done: asyncio.Future[object], error: Exception) -> None:
+def _fail(done: asyncio.Future[Any], error: Exception) -> None:
     if not done.done():
         done.set_exception(error)
 
@@ -200,9 +206,16 @@ def _fail(done: asyncio.Future[object], error: Exception) -> None:
 def _settle_appends(batch: list[_PendingAppend], results: AppendResults) -> None:
     for item, result in zip(batch, results, strict=True):
         if isinstance(result, StoreError):
-            _fail(item.done, result)  # type: ignore[arg-type]
+            _fail(item.done, result)
         else:
             _settle(item.done, result)
+
+
+async def _as_store_errors(answer: Awaitable[T]) -> T:
+    try:
+        return await answer
+    except sqlite3.Error as error:
+        raise StoreError(f"SQLite error: {error}") from error
 
 
 def _record(row: tuple[str, str, str | None, float, float, int, int]) -> RoomRecord:
@@ -373,12 +386,9 @@ class SQLiteStore:
         """`work` on the writer's thread, after every write asked for before it."""
         if self._writer is None:
             raise StoreError("the SQLite store is not open")
-        done: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._writer.put(_Job(work, done))
-        try:
-            return await done  # type: ignore[return-value]
-        except sqlite3.Error as error:
-            raise StoreError(f"SQLite error: {error}") from error
+        return await _as_store_errors(done)
 
     async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """`work` in one read transaction on a reader thread; it sees every write whose call
@@ -387,11 +397,11 @@ class SQLiteStore:
             return await self._run(lambda: self._read_transaction(self._db, work))
         if self._reads is None:
             raise StoreError("the SQLite store is not open")
-        work_here = lambda: self._read_transaction(self._reader(), work)  # noqa: E731
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._reads, work_here)
-        except sqlite3.Error as error:
-            raise StoreError(f"SQLite error: {error}") from error
+
+        def read() -> T:  # on the reader thread, with that thread's own connection
+            return self._read_transaction(self._reader(), work)
+
+        return await _as_store_errors(asyncio.get_running_loop().run_in_executor(self._reads, read))
 
     async def append(self, room_id: str, update: bytes) -> int:
         (seq,) = await self.append_many(room_id, [update])
