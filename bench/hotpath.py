@@ -1,9 +1,11 @@
 """CPU per delivery of the server's relay path, in process: decode, store, apply, fan out, merge.
 
-No sockets: every peer's send is a coroutine that only counts bytes. What is left is our code
-(protocol codec, Room, RoomRegistry on the memory store, Peer queues and merging) and pycrdt,
-measured in CPU time, which other work on the machine disturbs far less than wall-clock latency.
-Use it to compare two versions of the hot path:
+No sockets: every peer takes its frames as the server's idle peers do, written straight
+(`write_now`), into a function that only counts them; `--queued` gives each peer a sender task
+and a queue instead (what a peer whose socket pushes back gets). What is left is our code
+(protocol codec, checks, Room, RoomRegistry on the memory store, Peer) and pycrdt, on uvloop as
+the server runs, measured in CPU time, which other work on the machine disturbs far less than
+wall-clock latency. Use it to compare two versions of the hot path:
 
     .venv/bin/python -m bench.hotpath
     PYTHONPATH=/path/to/other/checkout .venv/bin/python bench/hotpath.py   # its collab_server
@@ -22,6 +24,7 @@ import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 
+import uvloop
 from pycrdt import Doc, Text, TransactionEvent
 
 from collab_server.metrics import Metrics
@@ -48,7 +51,9 @@ def keystrokes(count: int, seed: int) -> list[bytes]:
     return frames
 
 
-async def measure(rooms: int, clients: int, rounds: int, burst: int) -> tuple[float, int, int]:
+async def measure(
+    rooms: int, clients: int, rounds: int, burst: int, queued: bool
+) -> tuple[float, int, int]:
     """CPU seconds, deliveries and frames sent for `rounds` rounds of typing."""
     typed = [
         [keystrokes(rounds * burst, r * clients + c) for c in range(clients)] for r in range(rooms)
@@ -58,6 +63,11 @@ async def measure(rooms: int, clients: int, rounds: int, burst: int) -> tuple[fl
     async def send(frame: bytes) -> None:
         nonlocal frames_sent
         frames_sent += 1
+
+    def write_now(frame: bytes) -> bool:
+        nonlocal frames_sent
+        frames_sent += 1
+        return True
 
     async def close(code: int, reason: str) -> None:
         raise AssertionError(f"peer closed: {code} {reason}")
@@ -74,7 +84,12 @@ async def measure(rooms: int, clients: int, rounds: int, burst: int) -> tuple[fl
         for r in range(rooms):
             room = await leases.enter_async_context(registry.lease(f"room{r}"))
             loaded.append(room)
-            room_peers = [Peer(room.id, send, close, queue_limit=4096) for _ in range(clients)]
+            room_peers = [
+                Peer(
+                    room.id, send, close, queue_limit=4096, write_now=None if queued else write_now
+                )
+                for _ in range(clients)
+            ]
             for peer in room_peers:
                 tasks.create_task(peer.run())
                 room.join(peer)
@@ -108,15 +123,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--burst", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--queued", action="store_true", help="peers with a sender task and a queue"
+    )
     args = parser.parse_args(argv)
     results = []
     for _ in range(args.repeat):
-        cpu, deliveries, frames = asyncio.run(
-            measure(args.rooms, args.clients, args.rounds, args.burst)
+        cpu, deliveries, frames = uvloop.run(
+            measure(args.rooms, args.clients, args.rounds, args.burst, args.queued)
         )
         results.append(cpu * 1e6 / deliveries)
     print(
-        f"{args.rooms} rooms x {args.clients} clients, burst {args.burst}: "
+        f"{args.rooms} rooms x {args.clients} clients, burst {args.burst}, "
+        f"{'queued' if args.queued else 'written straight'}: "
         f"median {statistics.median(results):.2f} µs CPU per delivery "
         f"(min {min(results):.2f}, max {max(results):.2f}, {args.repeat} runs; "
         f"{frames} frames for {deliveries} deliveries)"

@@ -48,6 +48,7 @@ from collab_server.rooms.document import (
     new_document,
     text_of,
 )
+from collab_server.rooms.eager import start_eagerly
 from collab_server.rooms.editors import Editors
 from collab_server.rooms.peer import Outbound, OutboundUpdate, Peer
 from collab_server.rooms.presence import Presence
@@ -237,21 +238,20 @@ class Room:
                 )
             else:
                 admitted = self._admission.admit(updates, origin is not None)
+            for error in admitted.parked_refused:
+                self._parked_refused(error)
+            if admitted.refusal is not None:
+                self._listener.update_refused(self, admitted.refusal)
             work = None
             if admitted.updates:
                 previous, turn = self._last_turn, asyncio.get_running_loop().create_future()
                 self._last_turn = turn
                 # Started while checks are held, so batches reach the store in the order they
-                # were checked; shielded, so that what is stored is applied even if the caller
-                # is cancelled.
-                work = asyncio.ensure_future(
-                    self._store_and_apply(admitted, origin, previous, turn)
-                )
-                work.add_done_callback(_retrieve)
-        for error in admitted.parked_refused:
-            self._parked_refused(error)
-        if admitted.refusal is not None:
-            self._listener.update_refused(self, admitted.refusal)
+                # were checked. What does not finish at once goes on in a task, shielded, so
+                # that what is stored is applied even if the caller is cancelled.
+                work = start_eagerly(self._store_and_apply(admitted, origin, previous, turn))
+                if work is not None:
+                    work.add_done_callback(_retrieve)
         if work is not None:
             await asyncio.shield(work)
         if admitted.refusal is not None:
