@@ -1,6 +1,7 @@
 """`start_eagerly`, and a room's batches run through it: a batch the store takes at once is
 stored, applied and relayed without a task or a turn of the event loop; one that waits on the
-store goes on in a task, which its caller's cancellation does not stop. No server, no socket."""
+store goes on in a task, which its caller's cancellation does not stop, and the room's later
+batches start in a task. No server, no socket."""
 
 from __future__ import annotations
 
@@ -180,3 +181,19 @@ async def test_what_is_stored_is_applied_even_if_its_sender_is_cancelled_meanwhi
     store.gate.set()
     await poll(lambda: str(room.text("codemirror")) == "a", SECONDS)
     assert (await store.load(ROOM)).updates == [update.data]
+
+
+async def test_once_a_batch_had_to_wait_for_the_store_the_next_ones_start_in_a_task() -> None:
+    store = HeldStore()
+    room = await room_on(store)
+    first, second = [await room.check(update) for update in keystrokes("codemirror", "ab")]
+    store.gate.clear()
+    waiting = asyncio.create_task(room.store_updates([first], origin=None))
+    with anyio.fail_after(SECONDS):
+        await store.arrived.wait()
+        store.gate.set()
+        await waiting
+    storing = room.store_updates([second], origin=None)
+    storing.send(None)  # no StopIteration: it waits for the task that the store answers at once
+    storing.close()  # its caller gone, the task stores and applies it all the same
+    await poll(lambda: str(room.text("codemirror")) == "ab", SECONDS)

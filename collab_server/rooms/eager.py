@@ -5,7 +5,9 @@ applied even if the connection that sent it is cancelled meanwhile. When the sto
 without suspending (the memory store; PostgreSQL buffering through an outage), that task, its
 scheduling and the shield around it cost more than the work: a quarter of the in-process relay
 path (`bench/hotpath.py`). Started here, a batch that never suspends needs no task at all; one
-that does is carried on by a task from where it suspended, as if it had started in one.
+that does is carried on by a task from where it suspended, as if it had started in one. (On
+SQLite, where every batch waits for its commit, eager starts cost about 4 % more CPU per
+delivery in ten alternating relay runs: a room starts its batches eagerly until one has to wait.)
 
 Until its first suspension the coroutine runs in its caller's task: what runs there must not
 rely on `asyncio.current_task()` (an `asyncio.timeout` would cancel the caller).
