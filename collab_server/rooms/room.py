@@ -48,7 +48,6 @@ from collab_server.rooms.document import (
     new_document,
     text_of,
 )
-from collab_server.rooms.eager import start_eagerly
 from collab_server.rooms.editors import Editors
 from collab_server.rooms.peer import Outbound, OutboundUpdate, Peer
 from collab_server.rooms.presence import Presence
@@ -135,9 +134,6 @@ class Room:
         self._listener = listener or RoomListener()
         # Each batch applies after the one admitted before it: the store's order.
         self._last_turn: asyncio.Future[None] | None = None
-        # Batches start eagerly until one has to wait (a durable store's commit); then in a
-        # task, which cost less CPU per delivery on SQLite (`rooms/eager.py`).
-        self._start_eagerly = True
         self._language: str | None = None
         self._read_language()
 
@@ -241,25 +237,21 @@ class Room:
                 )
             else:
                 admitted = self._admission.admit(updates, origin is not None)
-            for error in admitted.parked_refused:
-                self._parked_refused(error)
-            if admitted.refusal is not None:
-                self._listener.update_refused(self, admitted.refusal)
             work = None
             if admitted.updates:
                 previous, turn = self._last_turn, asyncio.get_running_loop().create_future()
                 self._last_turn = turn
                 # Started while checks are held, so batches reach the store in the order they
-                # were checked. What does not finish at once goes on in a task, shielded, so
-                # that what is stored is applied even if the caller is cancelled.
-                storing = self._store_and_apply(admitted, origin, previous, turn)
-                if self._start_eagerly:
-                    work = start_eagerly(storing)
-                    self._start_eagerly = work is None
-                else:
-                    work = asyncio.ensure_future(storing)
-                if work is not None:
-                    work.add_done_callback(_retrieve)
+                # were checked; shielded, so that what is stored is applied even if the caller
+                # is cancelled.
+                work = asyncio.ensure_future(
+                    self._store_and_apply(admitted, origin, previous, turn)
+                )
+                work.add_done_callback(_retrieve)
+        for error in admitted.parked_refused:
+            self._parked_refused(error)
+        if admitted.refusal is not None:
+            self._listener.update_refused(self, admitted.refusal)
         if work is not None:
             await asyncio.shield(work)
         if admitted.refusal is not None:
